@@ -1,0 +1,1 @@
+//! The daemon: every route on its interval, in parallel, until told to stop.

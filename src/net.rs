@@ -1,0 +1,1 @@
+//! Network: connect with deadlines, TLS, and the bounded reader both protocols share.

@@ -1,0 +1,1 @@
+//! The sync engine: one pass of one route.
