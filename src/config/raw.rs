@@ -1,0 +1,487 @@
+//! The config file as written (serde model with spans) and its validation
+//! into [`super::Config`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    parse_duration, Account, AuthMechanism, Config, DeletePolicy, IdentityRule, PasswordSource,
+    Route, Security,
+};
+use crate::secret::Secret;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    ledger: RawLedger,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    source: Vec<RawAccount>,
+    #[serde(default)]
+    target: Vec<RawAccount>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    metrics: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Spanned<String>,
+    host: Spanned<String>,
+    port: Option<u16>,
+    security: Option<Spanned<Security>>,
+    username: Spanned<String>,
+    password: Spanned<RawPassword>,
+    auth: Option<Spanned<AuthMechanism>>,
+    ca_file: Option<Spanned<String>>,
+    tls_pin_sha256: Option<Spanned<String>>,
+    allow_plaintext: Option<bool>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<Spanned<String>>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    mailbox: Option<Spanned<String>>,
+    delete: Option<RawDelete>,
+    interval: Option<Spanned<String>>,
+    mark_seen: Option<bool>,
+    identity: Option<IdentityRule>,
+}
+
+/// A validation failure: where, and what.
+pub(super) struct Invalid {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+fn invalid<T>(span: Range<usize>, message: String) -> Result<T, Invalid> {
+    Err(Invalid {
+        span: Some(span),
+        message,
+    })
+}
+
+/// The kinds of account, for defaults and messages.
+#[derive(Clone, Copy)]
+enum Kind {
+    Source,
+    Target,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Kind::Source => "[[source]]",
+            Kind::Target => "[[target]]",
+        }
+    }
+
+    fn default_port(self, security: Security) -> u16 {
+        match (self, security) {
+            (Kind::Source, Security::Tls) => 995,
+            (Kind::Source, _) => 110,
+            (Kind::Target, Security::Tls) => 993,
+            (Kind::Target, _) => 143,
+        }
+    }
+}
+
+const DEFAULT_LEDGER: &str = "state/mailferry.db";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let ledger_path = match &raw.ledger.path {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return invalid(p.span(), "key `ledger.path` is empty".into())
+        }
+        Some(p) => base.join(p.get_ref()),
+        None => base.join(DEFAULT_LEDGER),
+    };
+    let metrics = match &raw.daemon.metrics {
+        None => None,
+        Some(addr) => Some(addr.get_ref().parse().or_else(|_| {
+            invalid(
+                addr.span(),
+                format!(
+                    "key `daemon.metrics`: {:?} is not an address like \"127.0.0.1:9898\"",
+                    addr.get_ref()
+                ),
+            )
+        })?),
+    };
+    let mut names = HashMap::new();
+    let sources = accounts(raw.source, Kind::Source, base, &mut names)?;
+    let targets = accounts(raw.target, Kind::Target, base, &mut names)?;
+    let routes = routes(raw.route, &sources, &targets)?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        ledger_path,
+        metrics,
+        sources,
+        targets,
+        routes,
+    })
+}
+
+/// Validates one list of accounts; `seen` collects names across both lists.
+fn accounts(
+    raw: Vec<RawAccount>,
+    kind: Kind,
+    base: &Path,
+    seen: &mut HashMap<String, &'static str>,
+) -> Result<Vec<Account>, Invalid> {
+    let mut out = Vec::with_capacity(raw.len());
+    for account in raw {
+        let name = account.name.get_ref().clone();
+        if name.trim().is_empty() {
+            return invalid(
+                account.name.span(),
+                format!("key `name` in {} is empty", kind.table()),
+            );
+        }
+        if let Some(first) = seen.insert(name.clone(), kind.table()) {
+            return invalid(
+                account.name.span(),
+                format!(
+                    "key `name` of {}: duplicate account name {name:?} (already used by a {first})",
+                    kind.table()
+                ),
+            );
+        }
+        out.push(account_one(account, kind, base)?);
+    }
+    Ok(out)
+}
+
+fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Invalid> {
+    let name = raw.name.into_inner();
+    let whose = |key: &str| format!("key `{key}` of {} {name:?}", kind.table());
+    let host = raw.host.get_ref().trim().to_string();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return invalid(
+            raw.host.span(),
+            format!(
+                "{}: {:?} is not a host name",
+                whose("host"),
+                raw.host.get_ref()
+            ),
+        );
+    }
+    let security = raw
+        .security
+        .as_ref()
+        .map_or(Security::Tls, |s| *s.get_ref());
+    let allow_plaintext = raw.allow_plaintext.unwrap_or(false);
+    if security == Security::Plain && !allow_plaintext {
+        let span = raw.security.as_ref().map(|s| s.span()).unwrap_or_default();
+        return invalid(
+            span,
+            format!(
+                "{}: \"plain\" sends the password unencrypted; use \"tls\" or \"starttls\", or set allow_plaintext = true",
+                whose("security")
+            ),
+        );
+    }
+    let username = raw.username.get_ref().clone();
+    if username.is_empty() || username.contains(['\r', '\n', '\0']) {
+        return invalid(
+            raw.username.span(),
+            format!("{}: empty or contains a line break", whose("username")),
+        );
+    }
+    let auth = raw
+        .auth
+        .as_ref()
+        .map_or(AuthMechanism::Login, |a| *a.get_ref());
+    if let (Kind::Target, AuthMechanism::Apop) = (kind, auth) {
+        let span = raw.auth.as_ref().map(|a| a.span()).unwrap_or_default();
+        return invalid(
+            span,
+            format!(
+                "{}: \"apop\" is a POP3 mechanism; an IMAP target cannot use it",
+                whose("auth")
+            ),
+        );
+    }
+    let password = password(raw.password, base, &whose("password"))?;
+    let ca_file = match raw.ca_file {
+        None => None,
+        Some(path) => {
+            let full = base.join(path.get_ref());
+            if let Err(e) = std::fs::metadata(&full) {
+                return invalid(
+                    path.span(),
+                    format!("{}: cannot read {}: {e}", whose("ca_file"), full.display()),
+                );
+            }
+            Some(full)
+        }
+    };
+    let tls_pin_sha256 = match raw.tls_pin_sha256 {
+        None => None,
+        Some(pin) => match parse_pin(pin.get_ref()) {
+            Some(bytes) => Some(bytes),
+            None => {
+                let why = "expected 64 hex digits (colons allowed): the SHA-256 of the server certificate";
+                return invalid(pin.span(), format!("{}: {why}", whose("tls_pin_sha256")));
+            }
+        },
+    };
+    let timeout = duration_key(raw.timeout.as_ref(), DEFAULT_TIMEOUT, &whose("timeout"))?;
+    Ok(Account {
+        port: raw.port.unwrap_or_else(|| kind.default_port(security)),
+        name,
+        host,
+        security,
+        username,
+        password,
+        auth,
+        ca_file,
+        tls_pin_sha256,
+        allow_plaintext,
+        timeout,
+    })
+}
+
+fn duration_key(
+    raw: Option<&Spanned<String>>,
+    default: Duration,
+    key: &str,
+) -> Result<Duration, Invalid> {
+    let Some(raw) = raw else { return Ok(default) };
+    match parse_duration(raw.get_ref()) {
+        Ok(d) if d.is_zero() => invalid(raw.span(), format!("{key}: must be more than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => invalid(raw.span(), format!("{key}: {e}")),
+    }
+}
+
+/// `aa:bb:…` or `aabb…`, 32 bytes.
+fn parse_pin(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn password(raw: Spanned<RawPassword>, base: &Path, key: &str) -> Result<PasswordSource, Invalid> {
+    let span = raw.span();
+    match raw.into_inner() {
+        RawPassword::Inline(text) => Ok(PasswordSource::Inline(Secret::new(text))),
+        RawPassword::Env(var) if var.is_empty() => invalid(span, format!("{key}: `env` is empty")),
+        RawPassword::Env(var) => Ok(PasswordSource::Env(var)),
+        RawPassword::Command(argv) if argv.first().is_none_or(|p| p.is_empty()) => invalid(
+            span,
+            format!("{key}: `command` needs a program, e.g. [\"pass\", \"show\", \"mail\"]"),
+        ),
+        RawPassword::Command(argv) => Ok(PasswordSource::Command(argv)),
+        RawPassword::File(path) => {
+            let full = base.join(path);
+            match std::fs::File::open(&full) {
+                Ok(file) => {
+                    warn_if_readable_by_others(&file, &full);
+                    Ok(PasswordSource::File(full))
+                }
+                Err(e) => invalid(span, format!("{key}: cannot read {}: {e}", full.display())),
+            }
+        }
+    }
+}
+
+fn warn_if_readable_by_others(file: &std::fs::File, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = file.metadata() {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "password file is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+}
+
+fn routes(
+    raw: Vec<RawRoute>,
+    sources: &[Account],
+    targets: &[Account],
+) -> Result<Vec<Route>, Invalid> {
+    let mut names: HashMap<String, ()> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let find = |list: &[Account], name: &Spanned<String>, key: &str, table: &str| {
+            list.iter()
+                .position(|a| &a.name == name.get_ref())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
+                    Invalid {
+                        span: Some(name.span()),
+                        message: format!(
+                            "key `{key}` of [[route]]: no {table} named {:?} (known: {})",
+                            name.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    }
+                })
+        };
+        let source = find(sources, &r.from, "from", "[[source]]")?;
+        let target = find(targets, &r.to, "to", "[[target]]")?;
+        let mailbox = match &r.mailbox {
+            None => "INBOX".to_string(),
+            Some(m) if m.get_ref().is_empty() || m.get_ref().contains(['\r', '\n', '\0']) => {
+                return invalid(
+                    m.span(),
+                    "key `mailbox` of [[route]]: empty or contains a line break".into(),
+                )
+            }
+            Some(m) => m.get_ref().clone(),
+        };
+        let name = match &r.name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return invalid(n.span(), "key `name` of [[route]] is empty".into())
+            }
+            Some(n) => n.get_ref().clone(),
+            None if mailbox == "INBOX" => format!("{}->{}", r.from.get_ref(), r.to.get_ref()),
+            None => format!("{}->{}:{mailbox}", r.from.get_ref(), r.to.get_ref()),
+        };
+        if names.insert(name.clone(), ()).is_some() {
+            let span = r.name.as_ref().map_or(r.from.span(), |n| n.span());
+            return invalid(
+                span,
+                format!("[[route]] {name:?} is defined twice; give one of them a distinct `name`"),
+            );
+        }
+        let key = format!("key `interval` of [[route]] {name:?}");
+        let interval = duration_key(r.interval.as_ref(), DEFAULT_INTERVAL, &key)?;
+        out.push(Route {
+            name,
+            source,
+            target,
+            mailbox,
+            delete: r.delete.map_or(DeletePolicy::Never, |d| d.0),
+            interval,
+            mark_seen: r.mark_seen.unwrap_or(false),
+            identity: r.identity.unwrap_or(IdentityRule::Content),
+        });
+    }
+    Ok(out)
+}
+
+/// `password = "..." | { env = ".." } | { file = ".." } | { command = [..] }`.
+enum RawPassword {
+    Inline(String),
+    Env(String),
+    File(String),
+    Command(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawPassword {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawPassword;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, or one of { env = \"VAR\" }, { file = \"path\" }, { command = [\"prog\", \"arg\"] }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPassword, E> {
+                Ok(RawPassword::Inline(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawPassword, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty table: expected one of env, file, command",
+                    ));
+                };
+                let value = match key.as_str() {
+                    "env" => RawPassword::Env(map.next_value()?),
+                    "file" => RawPassword::File(map.next_value()?),
+                    "command" => RawPassword::Command(map.next_value()?),
+                    other => {
+                        return Err(de::Error::unknown_field(other, &["env", "file", "command"]))
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "`{extra}` given together with `{key}`: use only one password source"
+                    )));
+                }
+                Ok(value)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `delete = "never" | "after-copy" | { after_days = N }`.
+struct RawDelete(DeletePolicy);
+
+impl<'de> Deserialize<'de> for RawDelete {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDelete;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"never\", \"after-copy\" or { after_days = N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDelete, E> {
+                match v {
+                    "never" => Ok(RawDelete(DeletePolicy::Never)),
+                    "after-copy" => Ok(RawDelete(DeletePolicy::AfterCopy)),
+                    other => Err(de::Error::custom(format!(
+                        "unknown delete policy {other:?}: expected \"never\", \"after-copy\" or {{ after_days = N }}"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDelete, A::Error> {
+                match map.next_key::<String>()?.as_deref() {
+                    Some("after_days") => {
+                        let days: u32 = map.next_value()?;
+                        if let Some(extra) = map.next_key::<String>()? {
+                            return Err(de::Error::unknown_field(&extra, &["after_days"]));
+                        }
+                        Ok(RawDelete(DeletePolicy::AfterDays(days)))
+                    }
+                    Some(other) => Err(de::Error::unknown_field(other, &["after_days"])),
+                    None => Err(de::Error::custom(
+                        "empty table: expected { after_days = N }",
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
