@@ -1,1 +1,0 @@
-//! The message identity: BLAKE3 of the normalised message, and header lookups.

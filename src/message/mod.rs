@@ -1,0 +1,94 @@
+//! The message identity: BLAKE3 of the normalised message, and header lookups.
+//!
+//! Everything here is a pure function of the raw bytes: no I/O, no panics on
+//! any input (8-bit, NUL, invalid UTF-8, no header, header only, empty).
+//!
+//! - [`identity`]: the content key the ledger and the target dedup on
+//!   (DESIGN.md §3), computed in one streaming pass without copying.
+//! - [`message_id_identity`]: the wider key for `identity = "message-id"`.
+//! - [`to_crlf`]: the bytes to append to a target.
+//! - [`header`], [`message_id`], [`arrival_date`], [`parse_rfc5322_date`]:
+//!   lookups for dedup and INTERNALDATE.
+//!
+//! # Line endings
+//! One rule everywhere: a line ends at CRLF, at a bare LF, or at a bare CR,
+//! and each ending becomes CRLF. So `a\r\r\nb` is `a`, an empty line, `b`.
+//! Treating a bare CR as a line break (rather than as data) is what keeps the
+//! identity a function of the text's lines, whichever store converted the line
+//! endings; a last line without an ending keeps none.
+
+mod date;
+mod hash;
+mod header;
+mod lines;
+mod normalise;
+
+pub use date::{arrival_date, parse_rfc5322_date, MailDate};
+pub use hash::Hash;
+pub use header::{header, message_id};
+pub use normalise::to_crlf;
+
+/// Version of the [`identity`] normalisation. Stored beside every hash in the
+/// ledger; bump it whenever `identity` would give a different value for some
+/// message, so old and new hashes are never compared as equals.
+pub const HASH_VERSION: u32 = 1;
+
+/// BLAKE3 of the normalised message: line endings made CRLF (see the module
+/// doc), and the header fields mail stores add or rewrite dropped wherever
+/// they appear in the header block (names compared case-insensitively,
+/// folded continuation lines included): Content-Length, Return-Path, Status,
+/// X-IMAP, X-IMAPbase, X-Keywords, X-Message-Flag, X-Status, X-UID, X-UIDL,
+/// X-Yahoo-Newman-Property, X-Mozilla-Status, X-Mozilla-Status2, Lines.
+/// Nothing else is changed. The header block ends at the first empty line; a
+/// message without one is all header.
+pub fn identity(raw: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    normalise::normalise(raw, true, &mut |piece| {
+        hasher.update(piece);
+    });
+    hasher.finalize().into()
+}
+
+/// BLAKE3 key derivation context for [`message_id_identity`]: a different
+/// BLAKE3 mode from the plain hash, so this key can never equal an
+/// [`identity`] whatever the bytes.
+const MESSAGE_ID_CONTEXT: &str = "mailferry 2026-11 message-id identity v1";
+
+/// The key for `identity = "message-id"`: Message-ID + Date + From, so copies
+/// of one message that differ in their bytes (list mail reaching two
+/// accounts) are one message. `None` without a Message-ID: the caller falls
+/// back to [`identity`].
+///
+/// Normalisation: the Message-ID as [`message_id`] gives it (first `<...>`,
+/// whitespace removed, case kept); the Date as the instant it denotes when it
+/// parses (so `+0100` and the same instant in `GMT` agree), else its text;
+/// the From unfolded with runs of whitespace collapsed to one space and
+/// trimmed. Each part is length-prefixed, and a missing Date or From is
+/// distinct from an empty one.
+pub fn message_id_identity(raw: &[u8]) -> Option<Hash> {
+    let id = message_id(raw)?;
+    let date = header(raw, "Date").map(|text| match parse_rfc5322_date(&text) {
+        Some(d) => format!("unix:{}", d.unix),
+        None => format!("text:{}", collapse_whitespace(&text)),
+    });
+    let from = header(raw, "From").map(|text| collapse_whitespace(&text));
+    let mut hasher = blake3::Hasher::new_derive_key(MESSAGE_ID_CONTEXT);
+    for part in [Some(id), date, from] {
+        match part {
+            None => hasher.update(&[0]),
+            Some(text) => {
+                hasher.update(&[1]);
+                hasher.update(&(text.len() as u64).to_le_bytes());
+                hasher.update(text.as_bytes())
+            }
+        };
+    }
+    Some(hasher.finalize().into())
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;
