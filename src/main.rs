@@ -1,2 +1,173 @@
-//! The `mailferry` command line.
-fn main() {}
+//! The `mailferry` command line: flags in, one validated config, one command
+//! run, a summary out, and an exit code scripts can act on.
+//!
+//! Exit codes: 0 all done, 1 some messages failed or were skipped, 2 usage or
+//! config error, 3 a route could not run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use mailferry::config::{Config, ConfigError};
+
+/// Move mail from POP3 mailboxes into IMAP mailboxes, exactly once.
+#[derive(Parser, Debug)]
+#[command(name = "mailferry", version, about, long_about = None)]
+struct Cli {
+    /// Config file [default: ./mailferry.toml, else $XDG_CONFIG_HOME/mailferry/config.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of the human summary
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log detail on stderr (-q warnings only, -qq errors only)
+    #[arg(long, short = 'q', global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one pass over every route (or the ones named) and exit
+    Sync {
+        /// Only this route (repeatable)
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
+        /// Show what would be copied and deleted, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep every route mirrored on its interval until SIGINT or SIGTERM
+    Run,
+    /// Show per-route counts, pending work and the last run from the ledger
+    Status,
+    /// Prove against the live targets that every copied message is there
+    Verify {
+        /// Only this route (repeatable)
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
+    },
+    /// Validate the config and log in to every account, changing nothing
+    Check,
+}
+
+/// Exit codes, as documented in the README.
+mod exit {
+    pub const DONE: u8 = 0;
+    pub const USAGE: u8 = 2;
+    pub const ROUTE_FAILED: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = if err.downcast_ref::<ConfigError>().is_some() {
+                exit::USAGE
+            } else {
+                exit::ROUTE_FAILED
+            };
+            eprintln!("mailferry: {}", chain(&err));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn chain(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let config = Config::locate_and_load(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Check => check(&config, cli.json),
+        Command::Sync { routes, .. } | Command::Verify { routes } => {
+            config
+                .select_routes(routes)
+                .map_err(|e| ConfigError::Invalid {
+                    path: config.path.clone(),
+                    location: None,
+                    message: e,
+                })?;
+            not_yet(cli)
+        }
+        Command::Run | Command::Status => not_yet(cli),
+    }
+}
+
+fn not_yet(cli: &Cli) -> anyhow::Result<u8> {
+    eprintln!("mailferry: {:?} is not implemented yet", cli.command);
+    Ok(exit::ROUTE_FAILED)
+}
+
+fn check(config: &Config, json: bool) -> anyhow::Result<u8> {
+    if json {
+        let accounts = |list: &[mailferry::config::Account]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "name": a.name, "host": a.host, "port": a.port,
+                        "security": format!("{:?}", a.security).to_lowercase(),
+                        "username": a.username,
+                    })
+                })
+                .collect()
+        };
+        let doc = serde_json::json!({
+            "config": config.path,
+            "ledger": config.ledger_path,
+            "sources": accounts(&config.sources),
+            "targets": accounts(&config.targets),
+            "routes": config.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("config {} is valid", config.path.display());
+        println!("ledger {}", config.ledger_path.display());
+        for (kind, list) in [("source", &config.sources), ("target", &config.targets)] {
+            for a in list {
+                println!(
+                    "{kind} {:?}: {}@{}:{} ({:?}, auth {:?})",
+                    a.name, a.username, a.host, a.port, a.security, a.auth
+                );
+            }
+        }
+        for r in &config.routes {
+            let from = &config.sources[r.source].name;
+            let to = &config.targets[r.target].name;
+            println!(
+                "route {:?}: {from} -> {to} mailbox {:?}, delete {:?}",
+                r.name, r.mailbox, r.delete
+            );
+        }
+    }
+    Ok(exit::DONE)
+}
