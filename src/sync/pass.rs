@@ -1,0 +1,483 @@
+//! One pass of one route: resolve leftover intents, list the source, fetch
+//! what is unsettled, dedup, append with intents, settle, then delete what
+//! the policy allows. The exactly-once protocol of DESIGN.md §5, step by step.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DeletePolicy, IdentityRule};
+use crate::ledger::{NewIntent, Outcome, RouteKey, RunCounts, SeenMessage};
+use crate::message::{self, Hash};
+use crate::retry::ErrorClass;
+use crate::sync::budget::{self, Fetched};
+use crate::sync::ports::{
+    Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
+};
+use crate::sync::SharedLedger;
+
+/// How a pass behaves; the defaults suit a real run.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// Report what would be copied and deleted; change nothing anywhere.
+    pub dry_run: bool,
+    /// A message that failed this many times is left as failed.
+    pub max_attempts: u32,
+    /// Bytes of downloaded messages held in memory at once.
+    pub budget_bytes: u64,
+    /// Messages per append batch (and its intents transaction).
+    pub batch_messages: usize,
+    /// Bytes per append batch.
+    pub batch_bytes: u64,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            dry_run: false,
+            max_attempts: 3,
+            budget_bytes: 32 * 1024 * 1024,
+            batch_messages: 64,
+            batch_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a route's pass is about, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub name: String,
+    pub key: RouteKey,
+    pub delete: DeletePolicy,
+    pub mark_seen: bool,
+    pub identity: IdentityRule,
+    /// Every route fed by the same source (this one included): a message is
+    /// deleted only once it is settled on all of them.
+    pub siblings: Vec<RouteKey>,
+}
+
+/// What one pass did, for the summary and the ledger's run record.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PassReport {
+    pub route: String,
+    pub counts: RunCounts,
+    /// Messages on the source not settled when the pass ended.
+    pub pending: u64,
+    /// Dry run: messages (and bytes) that would be downloaded and copied
+    /// unless found to be duplicates.
+    pub would_copy: u64,
+    pub would_copy_bytes: u64,
+    /// Dry run: messages that would be deleted from the source.
+    pub would_delete: u64,
+    /// Leftover append intents resolved at the start: found on the target /
+    /// not found (to be appended again).
+    pub intents_found: u64,
+    pub intents_dropped: u64,
+    pub seconds: f64,
+}
+
+/// Runs one pass. `connect_source` is called after the target is ready and
+/// leftover intents are resolved, so the POP3 maildrop is locked no longer
+/// than needed.
+pub async fn run_pass<S, T, C>(
+    plan: &RoutePlan,
+    target: &mut T,
+    connect_source: C,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+    report: &mut PassReport,
+) -> Result<(), RouteError>
+where
+    S: MailSource,
+    T: MailTarget,
+    C: AsyncFnOnce() -> Result<S, RouteError>,
+{
+    let started = Instant::now();
+    report.route = plan.name.clone();
+    let state = target.open_mailbox(&plan.key.mailbox).await?;
+    if !options.dry_run {
+        note_uidvalidity(plan, &state, ledger)?;
+        crate::sync::intents::resolve(plan, &state, target, ledger, report).await?;
+    }
+    let mut source = connect_source().await?;
+    let result = transfer(
+        plan,
+        &state,
+        &mut source,
+        target,
+        ledger,
+        options,
+        cancel,
+        report,
+    )
+    .await;
+    let result = match result {
+        Ok(listing) => finish_source(plan, source, &listing, ledger, options, report).await,
+        Err(e) => {
+            source.quit().await;
+            Err(e)
+        }
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+fn note_uidvalidity(
+    plan: &RoutePlan,
+    state: &MailboxState,
+    ledger: &SharedLedger,
+) -> Result<(), RouteError> {
+    let Some(uidvalidity) = NonZeroU32::new(state.uidvalidity) else {
+        return Ok(());
+    };
+    let change =
+        ledger.call(|l| l.set_uidvalidity(&plan.key.target, &plan.key.mailbox, uidvalidity))?;
+    tracing::debug!(route = %plan.name, ?change, "target mailbox selected");
+    Ok(())
+}
+
+/// The dedup key of a message under the route's identity rule.
+pub fn dedup_key(rule: IdentityRule, crlf: &[u8]) -> Hash {
+    match rule {
+        IdentityRule::Content => message::identity(crlf),
+        IdentityRule::MessageId => {
+            message::message_id_identity(crlf).unwrap_or_else(|| message::identity(crlf))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn transfer<S: MailSource, T: MailTarget>(
+    plan: &RoutePlan,
+    state: &MailboxState,
+    source: &mut S,
+    target: &mut T,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+    report: &mut PassReport,
+) -> Result<Vec<Listed>, RouteError> {
+    let listing = source.list().await?;
+    let uidls: Vec<&str> = listing.iter().map(|m| m.uidl.as_str()).collect();
+    let settled = ledger.call(|l| l.settled(&plan.key, &uidls, options.max_attempts))?;
+    let todo: Vec<&Listed> = listing
+        .iter()
+        .filter(|m| !settled.contains(&m.uidl))
+        .collect();
+    report.pending = todo.len() as u64;
+    tracing::info!(route = %plan.name, on_source = listing.len(), to_fetch = todo.len(), "source listed");
+    if options.dry_run {
+        report.would_copy = todo.len() as u64;
+        report.would_copy_bytes = todo.iter().map(|m| m.size).sum();
+        return Ok(listing);
+    }
+    if todo.is_empty() {
+        return Ok(listing);
+    }
+    let uidl_of: HashMap<u32, &str> = todo.iter().map(|m| (m.msgno, m.uidl.as_str())).collect();
+    let wanted: Vec<(u32, u64)> = todo.iter().map(|m| (m.msgno, m.size)).collect();
+    let (tx, rx) = budget::channel(options.budget_bytes);
+    let mut appender = Appender {
+        plan,
+        state: *state,
+        target,
+        ledger,
+        options,
+        uidl_of: &uidl_of,
+        report,
+    };
+    let fetch = async {
+        let result = source.retrieve(&wanted, &tx).await;
+        drop(tx);
+        result
+    };
+    let (fetched, appended) = tokio::join!(fetch, appender.run(rx, cancel));
+    appended?;
+    fetched?;
+    if cancel.is_cancelled() {
+        return Err(RouteError::new(
+            ErrorClass::Transient,
+            "stopped by a signal",
+        ));
+    }
+    drop(appender);
+    Ok(listing)
+}
+
+/// The append side of a pass: batches downloaded messages, dedups them, and
+/// appends them under durable intents.
+struct Appender<'a, T> {
+    plan: &'a RoutePlan,
+    state: MailboxState,
+    target: &'a mut T,
+    ledger: &'a SharedLedger,
+    options: &'a PassOptions,
+    uidl_of: &'a HashMap<u32, &'a str>,
+    report: &'a mut PassReport,
+}
+
+/// A message ready to append.
+struct Ready {
+    uidl: String,
+    bytes: Vec<u8>,
+    hash: Hash,
+}
+
+impl<T: MailTarget> Appender<'_, T> {
+    async fn run(
+        &mut self,
+        mut rx: budget::Receiver,
+        cancel: &CancellationToken,
+    ) -> Result<(), RouteError> {
+        let mut batch: Vec<Fetched> = Vec::new();
+        loop {
+            // Wait for one message, then take whatever else already arrived.
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                () = cancel.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            let mut bytes = batch_bytes(&batch);
+            while batch.len() < self.options.batch_messages && bytes < self.options.batch_bytes {
+                match rx.try_recv() {
+                    Some(m) => {
+                        bytes += m.bytes.as_ref().map_or(0, |b| b.len() as u64);
+                        batch.push(m);
+                    }
+                    None => break,
+                }
+            }
+            self.process(std::mem::take(&mut batch)).await?;
+            // A safe point: everything appended so far is settled.
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes, records, dedups and appends one batch of downloads.
+    async fn process(&mut self, batch: Vec<Fetched>) -> Result<(), RouteError> {
+        let mut failures: Vec<(String, String)> = Vec::new();
+        let mut ready: Vec<Ready> = Vec::new();
+        for fetched in batch {
+            let Some(uidl) = self.uidl_of.get(&fetched.msgno) else {
+                continue;
+            };
+            match fetched.bytes {
+                Err(reason) => failures.push((uidl.to_string(), reason)),
+                Ok(raw) => {
+                    let bytes = message::to_crlf(&raw).into_owned();
+                    let hash = dedup_key(self.plan.identity, &bytes);
+                    ready.push(Ready {
+                        uidl: uidl.to_string(),
+                        bytes,
+                        hash,
+                    });
+                }
+            }
+        }
+        if !failures.is_empty() {
+            let outcomes: Vec<(&str, Outcome<'_>)> = failures
+                .iter()
+                .map(|(u, r)| (u.as_str(), Outcome::Failed { reason: r.as_str() }))
+                .collect();
+            self.ledger
+                .call(|l| l.record_outcomes(&self.plan.key, &outcomes))?;
+            self.report.counts.failed += outcomes.len() as u64;
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let seen: Vec<SeenMessage<'_>> = ready
+            .iter()
+            .map(|r| SeenMessage {
+                uidl: &r.uidl,
+                size: r.bytes.len() as u64,
+                hash: r.hash,
+            })
+            .collect();
+        self.ledger.call(|l| l.record_seen(&self.plan.key, &seen))?;
+        // Split where a hash repeats, so a repeat is judged only after the
+        // first copy is durably settled (a duplicate may gate a DELE).
+        let mut start = 0;
+        while start < ready.len() {
+            let mut hashes = HashSet::new();
+            let end = ready[start..]
+                .iter()
+                .position(|r| !hashes.insert(r.hash))
+                .map_or(ready.len(), |i| start + i);
+            self.append_unique(&ready[start..end]).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Appends messages whose hashes are distinct: those already on the
+    /// mailbox are recorded as duplicates, the rest appended under intents.
+    async fn append_unique(&mut self, ready: &[Ready]) -> Result<(), RouteError> {
+        let key = &self.plan.key;
+        let hashes: Vec<Hash> = ready.iter().map(|r| r.hash).collect();
+        let present = self
+            .ledger
+            .call(|l| l.hashes_present(&key.target, &key.mailbox, &hashes))?;
+        let (dups, fresh): (Vec<&Ready>, Vec<&Ready>) =
+            ready.iter().partition(|r| present.contains(&r.hash));
+        if !dups.is_empty() {
+            let outcomes: Vec<(&str, Outcome<'_>)> = dups
+                .iter()
+                .map(|r| (r.uidl.as_str(), Outcome::Duplicate))
+                .collect();
+            self.ledger.call(|l| l.record_outcomes(key, &outcomes))?;
+            self.report.counts.duplicates += dups.len() as u64;
+            self.report.pending = self.report.pending.saturating_sub(dups.len() as u64);
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let uidvalidity = NonZeroU32::new(self.state.uidvalidity);
+        let uidnext_before = self.state.uidnext.and_then(NonZeroU32::new);
+        let intents: Vec<NewIntent<'_>> = fresh
+            .iter()
+            .map(|r| NewIntent {
+                route: key,
+                uidl: &r.uidl,
+                hash: r.hash,
+                size: r.bytes.len() as u64,
+                uidvalidity,
+                uidnext_before,
+            })
+            .collect();
+        let ids = self.ledger.call(|l| l.add_intents(&intents))?;
+        let outgoing: Vec<Outgoing<'_>> = fresh
+            .iter()
+            .map(|r| Outgoing {
+                bytes: &r.bytes,
+                seen: self.plan.mark_seen,
+            })
+            .collect();
+        let outcome = self.target.append(&key.mailbox, &outgoing).await;
+        self.settle(&fresh, &ids, &outcome.results)?;
+        match outcome.error {
+            Some(e) => Err(e),
+            None if outcome.results.len() < fresh.len() => Err(RouteError::new(
+                ErrorClass::Fatal,
+                "target answered fewer appends than were sent",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Records what the target said about each append of a batch.
+    fn settle(
+        &mut self,
+        fresh: &[&Ready],
+        ids: &[crate::ledger::IntentId],
+        results: &[Appended],
+    ) -> Result<(), RouteError> {
+        let key = &self.plan.key;
+        let mut stored = Vec::new();
+        let mut refused: Vec<(&str, Outcome<'_>)> = Vec::new();
+        let mut to_drop = Vec::new();
+        let mut stop: Option<RouteError> = None;
+        for ((ready, id), result) in fresh.iter().zip(ids).zip(results) {
+            match result {
+                Appended::Stored { uid } => {
+                    stored.push((*id, uid.and_then(NonZeroU32::new)));
+                    self.report.counts.copied += 1;
+                    self.report.counts.bytes += ready.bytes.len() as u64;
+                }
+                Appended::Refused { reason, class } => {
+                    to_drop.push(*id);
+                    match class {
+                        ErrorClass::Message => {
+                            refused.push((&ready.uidl, Outcome::Failed { reason }))
+                        }
+                        other => {
+                            stop.get_or_insert_with(|| RouteError::new(*other, reason.clone()));
+                        }
+                    }
+                }
+                Appended::Skipped { reason } => {
+                    to_drop.push(*id);
+                    refused.push((&ready.uidl, Outcome::Skipped { reason }));
+                }
+                // Stays an intent: resolved against the mailbox next time.
+                Appended::Unknown => {}
+            }
+        }
+        self.ledger.call(|l| l.settle_appended(&stored))?;
+        self.report.pending = self.report.pending.saturating_sub(stored.len() as u64);
+        if !refused.is_empty() {
+            for (_, outcome) in &refused {
+                match outcome {
+                    Outcome::Skipped { .. } => self.report.counts.skipped += 1,
+                    _ => self.report.counts.failed += 1,
+                }
+            }
+            self.ledger.call(|l| l.record_outcomes(key, &refused))?;
+        }
+        for id in to_drop {
+            self.ledger.call(|l| l.drop_intent(id))?;
+        }
+        stop.map_or(Ok(()), Err)
+    }
+}
+
+fn batch_bytes(batch: &[Fetched]) -> u64 {
+    batch
+        .iter()
+        .map(|m| m.bytes.as_ref().map_or(0, |b| b.len() as u64))
+        .sum()
+}
+
+/// Applies the delete policy, then ends the POP3 session. Only messages
+/// whose copy the ledger holds as durably settled on every route from this
+/// source are deleted, and only at QUIT (RFC 1939 §6).
+async fn finish_source<S: MailSource>(
+    plan: &RoutePlan,
+    source: S,
+    listing: &[Listed],
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    let min_age = match plan.delete {
+        DeletePolicy::Never => {
+            source.quit().await;
+            return Ok(());
+        }
+        DeletePolicy::AfterCopy => None,
+        DeletePolicy::AfterDays(days) => {
+            Some(std::time::Duration::from_secs(u64::from(days) * 86_400))
+        }
+    };
+    let key = &plan.key;
+    let deletable: HashSet<String> = ledger
+        .call(|l| l.deletable(&key.source, &plan.siblings, min_age))?
+        .into_iter()
+        .collect();
+    // Only what this session lists can be deleted in it; a UIDL not listed
+    // may be gone already or hidden (a provider listing a window per session).
+    let (uidls, msgnos): (Vec<&str>, Vec<u32>) = listing
+        .iter()
+        .filter(|m| deletable.contains(&m.uidl))
+        .map(|m| (m.uidl.as_str(), m.msgno))
+        .unzip();
+    if options.dry_run || msgnos.is_empty() {
+        if options.dry_run {
+            report.would_delete = msgnos.len() as u64;
+        }
+        source.quit().await;
+        return Ok(());
+    }
+    source.delete_and_quit(&msgnos).await?;
+    ledger.call(|l| l.mark_deleted(&key.source, &uidls))?;
+    report.counts.deleted += uidls.len() as u64;
+    tracing::info!(route = %plan.name, deleted = uidls.len(), "deleted from the source");
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! What the engine needs from a source and a target: two small traits, so the
+//! pass logic reads as the protocol of DESIGN.md §5 and not as POP3 or IMAP.
+//!
+//! [`crate::sync::adapters`] implements them for the real POP3 and IMAP
+//! sessions. Errors cross this boundary as [`RouteError`]: a class (what to do)
+//! and a message (what happened), never parsed again.
+
+use std::time::Duration;
+
+use crate::retry::ErrorClass;
+use crate::sync::budget;
+
+/// A failure that ends or suspends a route's pass.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RouteError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl RouteError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> RouteError {
+        RouteError {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// The server asked for this wait before the next try, if it did.
+    pub fn suggested_wait(&self) -> Option<Duration> {
+        match self.class {
+            ErrorClass::Throttled { wait } => wait,
+            _ => None,
+        }
+    }
+}
+
+/// One message a POP3 server offers now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub msgno: u32,
+    pub uidl: String,
+    /// The server's size (a hint: mbox servers count LF line ends).
+    pub size: u64,
+}
+
+/// A POP3 maildrop, as the engine uses it.
+#[allow(async_fn_in_trait)]
+pub trait MailSource {
+    /// Every message on the server now, with UIDL and size.
+    async fn list(&mut self) -> Result<Vec<Listed>, RouteError>;
+
+    /// Downloads `messages` (message number, expected size) in order, sending
+    /// each into `tx` as it arrives (reserving its size first, so memory stays
+    /// bounded). A per-message failure is sent as an `Err`; a connection
+    /// failure ends the call. Stops early when the receiver is gone.
+    async fn retrieve(
+        &mut self,
+        messages: &[(u32, u64)],
+        tx: &budget::Sender,
+    ) -> Result<(), RouteError>;
+
+    /// Marks `msgnos` for deletion, then QUITs. `Ok` only when the server
+    /// confirmed the update (deletion happens at QUIT, RFC 1939 §6).
+    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<(), RouteError>;
+
+    /// Ends the session without deleting anything.
+    async fn quit(self);
+}
+
+/// A selected target mailbox's identity, as SELECT reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxState {
+    pub uidvalidity: u32,
+    pub uidnext: Option<u32>,
+    pub exists: u32,
+}
+
+/// One message to append.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// CRLF-normalised raw message.
+    pub bytes: &'a [u8],
+    pub seen: bool,
+}
+
+/// What became of one append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The server confirmed it; the UID when the server said (APPENDUID).
+    Stored { uid: Option<u32> },
+    /// The server refused this message (the reason, with its response code).
+    Refused { reason: String, class: ErrorClass },
+    /// Not sent, and sending it again won't help (larger than the server's
+    /// APPENDLIMIT): recorded as skipped with the reason.
+    Skipped { reason: String },
+    /// No answer arrived: it may or may not be stored.
+    Unknown,
+}
+
+/// The result of appending a batch: one entry per message, in order, and the
+/// error that cut the batch short, if any.
+#[derive(Debug)]
+pub struct AppendOutcome {
+    pub results: Vec<Appended>,
+    pub error: Option<RouteError>,
+}
+
+/// An IMAP mailbox, as the engine uses it.
+#[allow(async_fn_in_trait)]
+pub trait MailTarget {
+    /// Creates the mailbox if missing, then selects it.
+    async fn open_mailbox(&mut self, mailbox: &str) -> Result<MailboxState, RouteError>;
+
+    /// Appends a batch to the selected mailbox, as fast as the server allows.
+    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome;
+
+    /// UIDs of messages of exactly `size` octets, with UID ≥ `min_uid` when
+    /// given.
+    async fn search_size(
+        &mut self,
+        size: u64,
+        min_uid: Option<u32>,
+    ) -> Result<Vec<u32>, RouteError>;
+
+    /// The full bytes of these messages.
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError>;
+
+    /// UID and size of every message in the selected mailbox.
+    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError>;
+
+    /// Ends the session.
+    async fn logout(self);
+}
