@@ -1,0 +1,270 @@
+//! Per source message and route: seen, outcomes, the settled fast path,
+//! and what may be deleted from the source.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::error::{Context, LedgerError, Result};
+use super::sql::{bad_row, duration_ms, json_strings, to_i64};
+use super::types::{Delivery, DeliveryState, Outcome, RouteKey, SeenMessage};
+use super::{read_tx, write_tx, Ledger};
+use crate::message::HASH_VERSION;
+
+const INSERT_SOURCE_MESSAGE: &str = "
+    INSERT INTO source_message (source, uidl, size, hash, hash_version, first_seen_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (source, uidl) DO UPDATE SET
+        size = coalesce(size, excluded.size),
+        hash_version = CASE WHEN hash IS NULL THEN excluded.hash_version ELSE hash_version END,
+        hash = coalesce(hash, excluded.hash)";
+
+const INSERT_SEEN_DELIVERY: &str = "
+    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, updated_ms)
+    VALUES (?1, ?2, ?3, ?4, 'seen', 0, ?5)
+    ON CONFLICT DO NOTHING";
+
+/// Only ever inserts a bare row: a message can fail before it is downloaded.
+const ENSURE_SOURCE_MESSAGE: &str = "
+    INSERT INTO source_message (source, uidl, first_seen_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT DO NOTHING";
+
+/// A recorded copy is never downgraded: once on the target, always settled.
+const UPSERT_OUTCOME: &str = "
+    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, last_error, updated_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    ON CONFLICT DO UPDATE SET
+        state = excluded.state,
+        attempts = attempts + excluded.attempts,
+        last_error = excluded.last_error,
+        updated_ms = excluded.updated_ms
+    WHERE state <> 'copied'";
+
+const SETTLED: &str = "
+    SELECT d.uidl FROM json_each(?4) AS j
+    JOIN delivery AS d
+      ON d.source = ?1 AND d.target = ?2 AND d.mailbox = ?3 AND d.uidl = j.value
+    WHERE d.state IN ('copied', 'duplicate', 'skipped')
+       OR (d.state = 'failed' AND d.attempts >= ?5)";
+
+/// `?3` is a JSON array of `[target, mailbox]` pairs: the message must be
+/// copied or duplicate on every one of them.
+const DELETABLE: &str = "
+    SELECT s.uidl FROM source_message AS s
+    WHERE s.source = ?1 AND s.deleted_ms IS NULL AND s.first_seen_ms <= ?2
+      AND NOT EXISTS (
+        SELECT 1 FROM json_each(?3) AS r
+        WHERE NOT EXISTS (
+          SELECT 1 FROM delivery AS d
+          WHERE d.source = s.source AND d.uidl = s.uidl
+            AND d.target = r.value ->> 0 AND d.mailbox = r.value ->> 1
+            AND d.state IN ('copied', 'duplicate')))
+    ORDER BY s.uidl";
+
+const DELIVERY: &str = "
+    SELECT state, attempts, last_error FROM delivery
+    WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND uidl = ?4";
+
+const MARK_DELETED: &str = "
+    UPDATE source_message SET deleted_ms = ?3
+    WHERE source = ?1 AND uidl = ?2 AND deleted_ms IS NULL";
+
+impl Ledger {
+    /// Records downloaded messages (size and identity at
+    /// [`HASH_VERSION`]) and their delivery on `route` as `seen`, in one
+    /// transaction. A message already known keeps its first size, hash and
+    /// first-seen time, and a delivery already decided keeps its state.
+    pub fn record_seen(&mut self, route: &RouteKey, messages: &[SeenMessage<'_>]) -> Result<()> {
+        let now = self.now_ms();
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        {
+            let mut message = tx
+                .prepare_cached(INSERT_SOURCE_MESSAGE)
+                .ctx(path, "record seen")?;
+            let mut delivery = tx
+                .prepare_cached(INSERT_SEEN_DELIVERY)
+                .ctx(path, "record seen")?;
+            for m in messages {
+                message
+                    .execute(params![
+                        route.source,
+                        m.uidl,
+                        to_i64(m.size),
+                        &m.hash.0[..],
+                        HASH_VERSION,
+                        now
+                    ])
+                    .ctx(path, "record seen")?;
+                delivery
+                    .execute(params![
+                        route.source,
+                        route.target,
+                        route.mailbox,
+                        m.uidl,
+                        now
+                    ])
+                    .ctx(path, "record seen")?;
+            }
+        }
+        tx.commit().ctx(path, "commit seen messages")
+    }
+
+    /// Records decisions other than "copied" for messages of `route`, in one
+    /// transaction: `Duplicate`, `Skipped` with its reason, `Failed` with its
+    /// reason and one more attempt. A message already copied stays copied.
+    pub fn record_outcomes(
+        &mut self,
+        route: &RouteKey,
+        outcomes: &[(&str, Outcome<'_>)],
+    ) -> Result<()> {
+        let now = self.now_ms();
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        {
+            let mut ensure = tx
+                .prepare_cached(ENSURE_SOURCE_MESSAGE)
+                .ctx(path, "record outcome")?;
+            let mut upsert = tx
+                .prepare_cached(UPSERT_OUTCOME)
+                .ctx(path, "record outcome")?;
+            for (uidl, outcome) in outcomes {
+                let (state, attempts, error) = match outcome {
+                    Outcome::Duplicate => ("duplicate", 0, None),
+                    Outcome::Skipped { reason } => ("skipped", 0, Some(*reason)),
+                    Outcome::Failed { reason } => ("failed", 1, Some(*reason)),
+                };
+                ensure
+                    .execute(params![route.source, uidl, now])
+                    .ctx(path, "record outcome")?;
+                upsert
+                    .execute(params![
+                        route.source,
+                        route.target,
+                        route.mailbox,
+                        uidl,
+                        state,
+                        attempts,
+                        error,
+                        now
+                    ])
+                    .ctx(path, "record outcome")?;
+            }
+        }
+        tx.commit().ctx(path, "commit outcomes")
+    }
+
+    /// Which of `uidls` are settled on `route` and need no download: copied,
+    /// duplicate, skipped, or failed at least `max_attempts` times. One
+    /// statement whatever the number of UIDLs (the no-op poll of a large
+    /// leave-on-server maildrop, DESIGN.md §6).
+    pub fn settled<S: AsRef<str>>(
+        &self,
+        route: &RouteKey,
+        uidls: &[S],
+        max_attempts: u32,
+    ) -> Result<HashSet<String>> {
+        let path = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare_cached(SETTLED)
+            .ctx(path, "look up settled")?;
+        let rows = stmt
+            .query_map(
+                params![
+                    route.source,
+                    route.target,
+                    route.mailbox,
+                    json_strings(uidls),
+                    max_attempts
+                ],
+                |row| row.get::<_, String>(0),
+            )
+            .ctx(path, "look up settled")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx(path, "look up settled")
+    }
+
+    /// UIDLs of `source` that may be deleted from it: copied or duplicate on
+    /// EVERY one of `routes` (all of which must be from `source`), not yet
+    /// deleted, and first seen at least `min_age` ago. No routes, no
+    /// deletion.
+    pub fn deletable(
+        &self,
+        source: &str,
+        routes: &[RouteKey],
+        min_age: Option<Duration>,
+    ) -> Result<Vec<String>> {
+        let path = &self.path;
+        if let Some(other) = routes.iter().find(|r| r.source != source) {
+            return Err(LedgerError::Misuse {
+                path: path.clone(),
+                detail: format!("deletable({source}) given route {other} of another source"),
+            });
+        }
+        if routes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cutoff = min_age.map_or(i64::MAX, |age| {
+            self.now_ms().saturating_sub(duration_ms(age))
+        });
+        let pairs: Vec<[&str; 2]> = routes
+            .iter()
+            .map(|r| [r.target.as_str(), r.mailbox.as_str()])
+            .collect();
+        // Never default to "[]" here: no route would make every message deletable.
+        let pairs = serde_json::to_string(&pairs).map_err(|e| LedgerError::Misuse {
+            path: path.clone(),
+            detail: format!("cannot encode routes: {e}"),
+        })?;
+        let tx = read_tx(&self.conn, path)?;
+        let mut stmt = tx.prepare_cached(DELETABLE).ctx(path, "list deletable")?;
+        let rows = stmt
+            .query_map(params![source, cutoff, pairs], |row| {
+                row.get::<_, String>(0)
+            })
+            .ctx(path, "list deletable")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx(path, "list deletable")
+    }
+
+    /// Records that the source deleted these messages (after its QUIT was
+    /// acknowledged), in one durable transaction.
+    pub fn mark_deleted<S: AsRef<str>>(&mut self, source: &str, uidls: &[S]) -> Result<()> {
+        let now = self.now_ms();
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        {
+            let mut stmt = tx.prepare_cached(MARK_DELETED).ctx(path, "mark deleted")?;
+            for uidl in uidls {
+                stmt.execute(params![source, uidl.as_ref(), now])
+                    .ctx(path, "mark deleted")?;
+            }
+        }
+        tx.commit().ctx(path, "commit deletions")
+    }
+
+    /// Where one message stands on `route`; `None` if the ledger never heard of it there.
+    pub fn delivery(&self, route: &RouteKey, uidl: &str) -> Result<Option<Delivery>> {
+        let path = &self.path;
+        let row: Option<(String, i64, Option<String>)> = self
+            .conn
+            .query_row(
+                DELIVERY,
+                params![route.source, route.target, route.mailbox, uidl],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .ctx(path, "read delivery")?;
+        row.map(|(state, attempts, last_error)| {
+            Ok(Delivery {
+                state: DeliveryState::parse(&state)
+                    .ok_or_else(|| bad_row(path, format!("delivery state {state:?}")))?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                last_error,
+            })
+        })
+        .transpose()
+    }
+}

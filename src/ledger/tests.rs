@@ -1,0 +1,1 @@
+//! Unit tests that need the ledger's insides (its connection, its clock).
