@@ -37,3 +37,6 @@ impl SharedLedger {
         op(&mut guard).map_err(|e| RouteError::new(ErrorClass::Fatal, e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests;

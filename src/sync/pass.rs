@@ -410,6 +410,8 @@ impl<T: MailTarget> Appender<'_, T> {
                 Appended::Unknown => {}
             }
         }
+        // Never sent, so certainly not stored: no intent to resolve later.
+        to_drop.extend(ids.iter().skip(results.len()).copied());
         self.ledger.call(|l| l.settle_appended(&stored))?;
         self.report.pending = self.report.pending.saturating_sub(stored.len() as u64);
         if !refused.is_empty() {

@@ -99,7 +99,9 @@ pub enum Appended {
 }
 
 /// The result of appending a batch: one entry per message, in order, and the
-/// error that cut the batch short, if any.
+/// error that cut the batch short, if any. `results` may be shorter than the
+/// batch only when the rest was never sent (so certainly not stored); a
+/// message that was sent but not answered is [`Appended::Unknown`].
 #[derive(Debug)]
 pub struct AppendOutcome {
     pub results: Vec<Appended>,

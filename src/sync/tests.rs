@@ -1,0 +1,483 @@
+//! Engine logic against in-memory servers: the exactly-once protocol's corners
+//! (answers lost after APPEND, repeats within a batch, deletion gated on every
+//! route) made to happen on purpose. The real-server tests are in `tests/`.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::pass::{run_pass, PassOptions, PassReport, RoutePlan};
+use super::ports::*;
+use super::{budget, SharedLedger};
+use crate::config::{DeletePolicy, IdentityRule};
+use crate::ledger::{Ledger, RouteKey};
+use crate::retry::ErrorClass;
+
+#[derive(Default)]
+struct Maildrop {
+    /// (uidl, bytes); deleted ones are removed at QUIT.
+    messages: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone, Default)]
+struct FakePop(Arc<Mutex<Maildrop>>);
+
+impl FakePop {
+    fn with(messages: &[(&str, &[u8])]) -> FakePop {
+        let drop = Maildrop {
+            messages: messages
+                .iter()
+                .map(|(u, b)| (u.to_string(), b.to_vec()))
+                .collect(),
+        };
+        FakePop(Arc::new(Mutex::new(drop)))
+    }
+
+    fn uidls(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+}
+
+impl MailSource for FakePop {
+    async fn list(&mut self) -> Result<Vec<Listed>, RouteError> {
+        let drop = self.0.lock().unwrap();
+        Ok(drop
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, (uidl, bytes))| Listed {
+                msgno: i as u32 + 1,
+                uidl: uidl.clone(),
+                size: bytes.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn retrieve(
+        &mut self,
+        messages: &[(u32, u64)],
+        tx: &budget::Sender,
+    ) -> Result<(), RouteError> {
+        for &(msgno, size) in messages {
+            let reservation = tx.reserve(size).await;
+            let bytes = self.0.lock().unwrap().messages[msgno as usize - 1]
+                .1
+                .clone();
+            if !tx.send(reservation, msgno, Ok(bytes)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<(), RouteError> {
+        let mut drop = self.0.lock().unwrap();
+        let mut n = 0;
+        drop.messages.retain(|_| {
+            n += 1;
+            !msgnos.contains(&n)
+        });
+        Ok(())
+    }
+
+    async fn quit(self) {}
+}
+
+#[derive(Default)]
+struct Mailbox {
+    uidvalidity: u32,
+    next_uid: u32,
+    messages: Vec<(u32, Vec<u8>)>,
+    /// Appends left before the connection "dies".
+    cut_after: Option<usize>,
+    /// Whether the append that meets the cut is stored (answer lost) or not.
+    store_on_cut: bool,
+    /// Messages containing this text are refused with NO.
+    refuse: Option<&'static str>,
+}
+
+#[derive(Clone)]
+struct FakeImap(Arc<Mutex<Mailbox>>);
+
+impl FakeImap {
+    fn new() -> FakeImap {
+        FakeImap(Arc::new(Mutex::new(Mailbox {
+            uidvalidity: 7,
+            next_uid: 1,
+            ..Default::default()
+        })))
+    }
+
+    fn bodies(&self) -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = self
+            .0
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
+        bodies.sort();
+        bodies
+    }
+}
+
+impl MailTarget for FakeImap {
+    async fn open_mailbox(&mut self, _mailbox: &str) -> Result<MailboxState, RouteError> {
+        let mb = self.0.lock().unwrap();
+        Ok(MailboxState {
+            uidvalidity: mb.uidvalidity,
+            uidnext: Some(mb.next_uid),
+            exists: mb.messages.len() as u32,
+        })
+    }
+
+    async fn append(&mut self, _mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
+        let mut mb = self.0.lock().unwrap();
+        let mut results = Vec::new();
+        for m in batch {
+            if let Some(left) = mb.cut_after {
+                if left == 0 {
+                    if mb.store_on_cut {
+                        let uid = mb.next_uid;
+                        mb.next_uid += 1;
+                        mb.messages.push((uid, m.bytes.to_vec()));
+                    }
+                    mb.cut_after = None;
+                    // This one was sent and not answered; the rest never left.
+                    results.push(Appended::Unknown);
+                    return AppendOutcome {
+                        results,
+                        error: Some(RouteError::new(ErrorClass::Transient, "connection cut")),
+                    };
+                }
+                mb.cut_after = Some(left - 1);
+            }
+            if mb
+                .refuse
+                .is_some_and(|t| m.bytes.windows(t.len()).any(|w| w == t.as_bytes()))
+            {
+                results.push(Appended::Refused {
+                    reason: "NO message refused".into(),
+                    class: ErrorClass::Message,
+                });
+                continue;
+            }
+            let uid = mb.next_uid;
+            mb.next_uid += 1;
+            mb.messages.push((uid, m.bytes.to_vec()));
+            results.push(Appended::Stored { uid: Some(uid) });
+        }
+        AppendOutcome {
+            results,
+            error: None,
+        }
+    }
+
+    async fn search_size(
+        &mut self,
+        size: u64,
+        min_uid: Option<u32>,
+    ) -> Result<Vec<u32>, RouteError> {
+        let mb = self.0.lock().unwrap();
+        Ok(mb
+            .messages
+            .iter()
+            .filter(|(uid, b)| b.len() as u64 == size && *uid >= min_uid.unwrap_or(0))
+            .map(|(uid, _)| *uid)
+            .collect())
+    }
+
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+        let mb = self.0.lock().unwrap();
+        Ok(mb
+            .messages
+            .iter()
+            .filter(|(u, _)| uids.contains(u))
+            .cloned()
+            .collect())
+    }
+
+    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError> {
+        let mb = self.0.lock().unwrap();
+        Ok(mb
+            .messages
+            .iter()
+            .map(|(u, b)| (*u, b.len() as u64))
+            .collect())
+    }
+
+    async fn logout(self) {}
+}
+
+fn msg(n: usize) -> Vec<u8> {
+    format!("From: a@example.org\r\nSubject: message {n}\r\n\r\nbody {n}\r\n").into_bytes()
+}
+
+fn plan(source: &str, mailbox: &str, delete: DeletePolicy) -> RoutePlan {
+    let key = RouteKey::new(source, "target", mailbox);
+    RoutePlan {
+        name: format!("{source}->{mailbox}"),
+        siblings: vec![key.clone()],
+        key,
+        delete,
+        mark_seen: false,
+        identity: IdentityRule::Content,
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    ledger: SharedLedger,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SharedLedger::new(Ledger::open(dir.path().join("l.db")).unwrap());
+    Rig { _dir: dir, ledger }
+}
+
+async fn pass(
+    rig: &Rig,
+    plan: &RoutePlan,
+    pop: &FakePop,
+    imap: &FakeImap,
+) -> (Result<(), RouteError>, PassReport) {
+    pass_with(rig, plan, pop, imap, &PassOptions::default()).await
+}
+
+async fn pass_with(
+    rig: &Rig,
+    plan: &RoutePlan,
+    pop: &FakePop,
+    imap: &FakeImap,
+    options: &PassOptions,
+) -> (Result<(), RouteError>, PassReport) {
+    let mut report = PassReport::default();
+    let mut target = imap.clone();
+    let source = pop.clone();
+    let cancel = CancellationToken::new();
+    let result = run_pass(
+        plan,
+        &mut target,
+        async || Ok(source),
+        &rig.ledger,
+        options,
+        &cancel,
+        &mut report,
+    )
+    .await;
+    (result, report)
+}
+
+fn corpus(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("uidl-{i}"), msg(i))).collect()
+}
+
+fn pop_of(corpus: &[(String, Vec<u8>)]) -> FakePop {
+    let refs: Vec<(&str, &[u8])> = corpus
+        .iter()
+        .map(|(u, b)| (u.as_str(), b.as_slice()))
+        .collect();
+    FakePop::with(&refs)
+}
+
+fn sorted(corpus: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let mut b: Vec<Vec<u8>> = corpus.iter().map(|(_, b)| b.clone()).collect();
+    b.sort();
+    b
+}
+
+#[tokio::test]
+async fn migrates_everything_once_and_second_pass_copies_nothing() {
+    let rig = rig();
+    let mail = corpus(50);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 50);
+    assert_eq!(imap.bodies(), sorted(&mail));
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (0, 0));
+    assert_eq!(imap.bodies().len(), 50);
+}
+
+#[tokio::test]
+async fn repeats_within_one_batch_are_stored_once() {
+    let rig = rig();
+    let pop = FakePop::with(&[
+        ("a", &msg(1)),
+        ("b", &msg(1)),
+        ("c", &msg(2)),
+        ("d", &msg(1)),
+    ]);
+    let imap = FakeImap::new();
+    let (r, report) = pass(
+        &rig,
+        &plan("src", "INBOX", DeletePolicy::AfterCopy),
+        &pop,
+        &imap,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (2, 2));
+    assert_eq!(imap.bodies().len(), 2);
+    assert!(pop.uidls().is_empty(), "all four settled, so all deleted");
+}
+
+#[tokio::test]
+async fn lost_answer_after_a_stored_append_is_found_not_appended_again() {
+    for store_on_cut in [true, false] {
+        let rig = rig();
+        let mail = corpus(20);
+        let (pop, imap) = (pop_of(&mail), FakeImap::new());
+        {
+            let mut mb = imap.0.lock().unwrap();
+            mb.cut_after = Some(5);
+            mb.store_on_cut = store_on_cut;
+        }
+        let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+        let (r, _) = pass(&rig, &p, &pop, &imap).await;
+        assert_eq!(r.unwrap_err().class, ErrorClass::Transient);
+        assert_eq!(pop.uidls().len(), 20, "nothing deleted by a failed pass");
+        let (r, report) = pass(&rig, &p, &pop, &imap).await;
+        r.unwrap();
+        let (found, dropped) = (u64::from(store_on_cut), u64::from(!store_on_cut));
+        assert_eq!(
+            (report.intents_found, report.intents_dropped),
+            (found, dropped),
+            "store_on_cut={store_on_cut}"
+        );
+        assert_eq!(
+            imap.bodies(),
+            sorted(&mail),
+            "exactly once (store_on_cut={store_on_cut})"
+        );
+        assert!(pop.uidls().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn refused_message_is_failed_kept_and_retried_a_bounded_number_of_times() {
+    let rig = rig();
+    let mut mail = corpus(5);
+    mail.push(("bad".into(), b"Subject: poison\r\n\r\nx\r\n".to_vec()));
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    imap.0.lock().unwrap().refuse = Some("poison");
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    for attempt in 1..=4 {
+        let (r, report) = pass(&rig, &p, &pop, &imap).await;
+        r.unwrap();
+        let want_failed = u64::from(attempt <= 3);
+        assert_eq!(report.counts.failed, want_failed, "attempt {attempt}");
+    }
+    assert_eq!(
+        pop.uidls(),
+        vec!["bad".to_string()],
+        "the refused message is never deleted"
+    );
+    assert_eq!(imap.bodies().len(), 5);
+}
+
+#[tokio::test]
+async fn uidl_reset_copies_nothing_twice() {
+    let rig = rig();
+    let mail = corpus(10);
+    let imap = FakeImap::new();
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    pass(&rig, &p, &pop_of(&mail), &imap).await.0.unwrap();
+    let renamed: Vec<(String, Vec<u8>)> = mail
+        .iter()
+        .map(|(u, b)| (format!("new-{u}"), b.clone()))
+        .collect();
+    let (r, report) = pass(&rig, &p, &pop_of(&renamed), &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (0, 10));
+    assert_eq!(imap.bodies().len(), 10);
+}
+
+#[tokio::test]
+async fn consolidation_of_overlapping_sources_stores_each_once() {
+    let rig = rig();
+    let imap = FakeImap::new();
+    let a = FakePop::with(&[("1", &msg(1)), ("2", &msg(2)), ("3", &msg(3))]);
+    let b = FakePop::with(&[("x", &msg(3)), ("y", &msg(4)), ("z", &msg(1))]);
+    pass(&rig, &plan("a", "INBOX", DeletePolicy::Never), &a, &imap)
+        .await
+        .0
+        .unwrap();
+    let (r, report) = pass(&rig, &plan("b", "INBOX", DeletePolicy::Never), &b, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (1, 2));
+    assert_eq!(imap.bodies().len(), 4);
+}
+
+#[tokio::test]
+async fn one_source_two_routes_deletes_only_when_both_have_it() {
+    let rig = rig();
+    let mail = corpus(8);
+    let pop = pop_of(&mail);
+    let (one, two) = (FakeImap::new(), FakeImap::new());
+    let mut first = plan("src", "One", DeletePolicy::AfterCopy);
+    let mut second = plan("src", "Two", DeletePolicy::AfterCopy);
+    let siblings = vec![first.key.clone(), second.key.clone()];
+    first.siblings = siblings.clone();
+    second.siblings = siblings;
+    pass(&rig, &first, &pop, &one).await.0.unwrap();
+    assert_eq!(pop.uidls().len(), 8, "the second route has not copied yet");
+    let (r, report) = pass(&rig, &second, &pop, &two).await;
+    r.unwrap();
+    assert_eq!(report.counts.deleted, 8);
+    assert!(pop.uidls().is_empty());
+    assert_eq!((one.bodies(), two.bodies()), (sorted(&mail), sorted(&mail)));
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let rig = rig();
+    let mail = corpus(6);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let options = PassOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let (r, report) = pass_with(&rig, &p, &pop, &imap, &options).await;
+    r.unwrap();
+    assert_eq!(report.would_copy, 6);
+    assert!(imap.bodies().is_empty());
+    assert_eq!(pop.uidls().len(), 6);
+    let status = rig.ledger.call(|l| l.route_status(&p.key)).unwrap();
+    assert_eq!(status.states.seen + status.states.copied, 0);
+}
+
+#[tokio::test]
+async fn tiny_budget_still_moves_everything() {
+    let rig = rig();
+    let mail = corpus(30);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let options = PassOptions {
+        budget_bytes: 1,
+        batch_messages: 3,
+        ..Default::default()
+    };
+    let (r, report) = pass_with(
+        &rig,
+        &plan("src", "INBOX", DeletePolicy::Never),
+        &pop,
+        &imap,
+        &options,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 30);
+    assert_eq!(imap.bodies(), sorted(&mail));
+}
