@@ -445,17 +445,27 @@ async fn two_users_do_not_see_each_others_mail() {
 #[tokio::test]
 async fn stop_leaves_no_process_and_no_directory() {
     within_deadline(async {
+        let started = Instant::now();
         let dovecot = Dovecot::start();
+        eprintln!("a fresh instance was ready in {:?}", started.elapsed());
         let pid = dovecot
             .master_pid()
             .expect("a running instance has a master pid");
         let dir = dovecot.dir().to_path_buf();
+        let pid_file = std::fs::read_to_string(dir.join("run/master.pid")).expect("run/master.pid");
+        assert_eq!(
+            pid_file.trim(),
+            pid.to_string(),
+            "the watchdog's $! is the master"
+        );
         let children = children_of(pid);
         assert!(
             !children.is_empty(),
             "a running master has service processes"
         );
+        let stopping = Instant::now();
         drop(dovecot);
+        eprintln!("and stopped in {:?}", stopping.elapsed());
         assert!(!process_exists(pid), "dovecot master {pid} survived drop");
         wait_gone(&children);
         assert!(!dir.exists(), "{dir:?} survived drop");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::certs::TestCa;
 use super::maildir::{self, MailOwner};
 use super::probe;
-use super::watchdog::{self, Watchdog};
+use super::watchdog::Watchdog;
 
 /// The unprivileged system user that owns all mail.
 const MAIL_USER: &str = "vmail";
@@ -606,15 +606,4 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Stops a Dovecot by the pid in its `run/master.pid` (never by name): for
-/// tests that want to simulate a server going away.
-pub fn kill_master(dovecot: &Dovecot) {
-    let pid = fs::read_to_string(dovecot.dir().join("run/master.pid"))
-        .expect("read run/master.pid")
-        .trim()
-        .parse::<u32>()
-        .expect("master.pid holds a pid");
-    watchdog::kill_pid(pid, "TERM");
 }
