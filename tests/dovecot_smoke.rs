@@ -234,6 +234,65 @@ async fn plain_ports_offer_stls_and_starttls() {
     .await;
 }
 
+/// Upgrades a plain connection in place (after STLS / STARTTLS was accepted).
+async fn upgrade(
+    wire: Wire<TcpStream>,
+    config: Arc<rustls::ClientConfig>,
+) -> Wire<tokio_rustls::client::TlsStream<TcpStream>> {
+    assert!(
+        wire.inner.buffer().is_empty(),
+        "bytes after the upgrade reply"
+    );
+    let tcp = wire.inner.into_inner();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("valid server name");
+    let stream = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("TLS upgrade trusting the test CA");
+    Wire::new(stream)
+}
+
+#[tokio::test]
+async fn stls_and_starttls_upgrade_and_log_in() {
+    within_deadline(async {
+        let dovecot = dovecot::shared();
+        let user = dovecot.user("upgrade");
+        dovecot.load(&user, "INBOX", &sample_messages("upgrade"));
+
+        let mut pop3 = plain(dovecot.pop3_port()).await;
+        pop3.line().await;
+        assert!(pop3.cmd("STLS").await.starts_with("+OK"));
+        let mut pop3 = upgrade(pop3, dovecot.client_config()).await;
+        pop3.send(&format!("USER {}", user.name)).await;
+        assert!(pop3.line().await.starts_with("+OK"));
+        assert!(pop3
+            .cmd(&format!("PASS {}", user.password))
+            .await
+            .starts_with("+OK"));
+        assert!(pop3.cmd("STAT").await.starts_with("+OK 3 "));
+
+        let mut imap = plain(dovecot.imap_port()).await;
+        imap.line().await;
+        imap.send("s1 STARTTLS").await;
+        let reply = imap
+            .imap_until_tagged("s1")
+            .await
+            .pop()
+            .expect("tagged reply");
+        assert!(reply.starts_with("s1 OK"), "STARTTLS: {reply}");
+        let mut imap = upgrade(imap, dovecot.client_config()).await;
+        imap.send(&format!("a1 LOGIN \"{}\" \"{}\"", user.name, user.password))
+            .await;
+        let reply = imap
+            .imap_until_tagged("a1")
+            .await
+            .pop()
+            .expect("tagged reply");
+        assert!(reply.starts_with("a1 OK"), "LOGIN after STARTTLS: {reply}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn pop3s_login_trusting_only_the_test_ca() {
     within_deadline(async {
