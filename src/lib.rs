@@ -26,11 +26,13 @@
 //!   header lookups.
 //! - [`ledger`]: the only code that speaks SQL.
 //! - [`sync`]: one pass of one route; [`daemon`]: many routes over time.
+//! - [`commands`]: what each CLI command does and prints.
 //! - [`retry`]: the one place that decides how long to wait before retrying.
 //!
 //! Protocol parsing never does I/O: parsers take `&[u8]` and say "need more
 //! bytes" as a state, not an error.
 
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod imap;

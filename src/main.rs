@@ -119,7 +119,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 })?;
             not_yet(cli)
         }
-        Command::Run | Command::Status => not_yet(cli),
+        Command::Status => Ok(mailferry::commands::status::run(&config, cli.json)?),
+        Command::Run => not_yet(cli),
     }
 }
 

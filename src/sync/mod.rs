@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod intents;
 pub mod pass;
+pub mod plan;
 pub mod ports;
 
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,223 @@
+//! Running routes: plans from the config, retries with backoff, routes of one
+//! source one after another (POP3 locks the maildrop), different sources side
+//! by side, and a run record in the ledger for every attempt.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Route};
+use crate::retry::{ErrorClass, RouteBackoff};
+use crate::sync::adapters::{connect_source, connect_target};
+use crate::sync::pass::{run_pass, PassOptions, PassReport, RoutePlan};
+use crate::sync::plan::plan;
+use crate::sync::ports::{MailTarget, RouteError};
+use crate::sync::SharedLedger;
+
+/// How many times a `sync` tries a route that fails transiently.
+pub const MAX_ROUTE_ATTEMPTS: u32 = 4;
+/// The longest a `sync` waits on a server's suggested back-off before
+/// giving the route up for this run (the daemon waits as long as asked).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(600);
+
+/// What happened to one route in one `sync`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteOutcome {
+    pub report: PassReport,
+    /// Why the route could not finish, after its retries.
+    pub error: Option<RouteErrorReport>,
+    pub attempts: u32,
+}
+
+/// A route error as reported to the user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteErrorReport {
+    pub class: String,
+    pub message: String,
+}
+
+impl From<&RouteError> for RouteErrorReport {
+    fn from(e: &RouteError) -> Self {
+        let class = match e.class {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Message => "message",
+            ErrorClass::Throttled { .. } => "throttled",
+            ErrorClass::Quota => "quota",
+            ErrorClass::Fatal => "fatal",
+        };
+        RouteErrorReport {
+            class: class.into(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// Runs one pass of each route, retrying transient failures; routes from one
+/// source run in order, sources in parallel. Outcomes are in config order.
+pub async fn sync_routes(
+    config: &Config,
+    routes: &[&Route],
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+) -> Vec<RouteOutcome> {
+    let mut by_source: BTreeMap<usize, Vec<(usize, &Route)>> = BTreeMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        by_source.entry(route.source).or_default().push((i, route));
+    }
+    let groups = by_source.into_values().map(|group| async move {
+        let mut done = Vec::new();
+        for (i, route) in group {
+            done.push((i, sync_route(config, route, ledger, options, cancel).await));
+        }
+        done
+    });
+    let mut outcomes: Vec<(usize, RouteOutcome)> = futures_join_all(groups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    outcomes.sort_by_key(|(i, _)| *i);
+    outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Polls a set of futures to completion concurrently on this task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, slot) in set.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// One route: passes until one completes, a non-transient error, or the
+/// attempts run out.
+pub async fn sync_route(
+    config: &Config,
+    route: &Route,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+) -> RouteOutcome {
+    let plan = plan(config, route);
+    let mut total = PassReport {
+        route: plan.name.clone(),
+        ..Default::default()
+    };
+    let mut backoff = RouteBackoff::new(Duration::from_secs(1), Duration::from_secs(30), None);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut report = PassReport::default();
+        let result = attempt(config, route, &plan, ledger, options, cancel, &mut report).await;
+        add(&mut total, &report);
+        let error = match result {
+            Ok(()) => None,
+            Err(e) => Some(e),
+        };
+        if let Some(e) = &error {
+            tracing::warn!(route = %plan.name, attempt = attempts, error = %e, "route pass failed");
+        }
+        let wait = match &error {
+            None => None,
+            Some(_) if cancel.is_cancelled() || attempts >= MAX_ROUTE_ATTEMPTS => None,
+            Some(e) => match e.class {
+                ErrorClass::Transient => backoff.next_wait(),
+                ErrorClass::Throttled { wait } => Some(wait.unwrap_or(Duration::from_secs(60)))
+                    .filter(|w| *w <= MAX_THROTTLE_WAIT),
+                _ => None,
+            },
+        };
+        match wait {
+            Some(wait) => {
+                tracing::info!(route = %plan.name, ?wait, "retrying the route");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
+            None => {
+                return RouteOutcome {
+                    report: total,
+                    error: error.as_ref().map(RouteErrorReport::from),
+                    attempts,
+                }
+            }
+        }
+    }
+}
+
+fn add(total: &mut PassReport, pass: &PassReport) {
+    let (t, p) = (&mut total.counts, &pass.counts);
+    t.copied += p.copied;
+    t.duplicates += p.duplicates;
+    t.skipped += p.skipped;
+    t.failed += p.failed;
+    t.deleted += p.deleted;
+    t.bytes += p.bytes;
+    total.pending = pass.pending;
+    total.would_copy = pass.would_copy;
+    total.would_copy_bytes = pass.would_copy_bytes;
+    total.would_delete = pass.would_delete;
+    total.intents_found += pass.intents_found;
+    total.intents_dropped += pass.intents_dropped;
+    total.seconds += pass.seconds;
+}
+
+/// One pass with a run record in the ledger (none in a dry run).
+async fn attempt(
+    config: &Config,
+    route: &Route,
+    plan: &RoutePlan,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    let run = if options.dry_run {
+        None
+    } else {
+        Some(ledger.call(|l| l.start_run(&plan.key))?)
+    };
+    let source_account = &config.sources[route.source];
+    let result = async {
+        let mut target = connect_target(&config.targets[route.target]).await?;
+        let result = run_pass(
+            plan,
+            &mut target,
+            async || connect_source(source_account).await,
+            ledger,
+            options,
+            cancel,
+            report,
+        )
+        .await;
+        target.logout().await;
+        result
+    }
+    .await;
+    if let Some(run) = run {
+        let error = result.as_ref().err().map(|e| e.message.as_str());
+        ledger.call(|l| l.finish_run(run, &report.counts, error))?;
+    }
+    result
+}
