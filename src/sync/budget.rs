@@ -10,12 +10,21 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+/// Why a message could not be downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Worth trying again on a later pass (the server refused it this time).
+    Failed(String),
+    /// Not worth trying again (larger than the configured limit).
+    Skipped(String),
+}
+
 /// A downloaded message (or why it could not be downloaded), holding its share
 /// of the byte budget until dropped.
 #[derive(Debug)]
 pub struct Fetched {
     pub msgno: u32,
-    pub bytes: Result<Vec<u8>, String>,
+    pub bytes: Result<Vec<u8>, Problem>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -72,7 +81,7 @@ impl Sender {
         &self,
         reservation: Reservation,
         msgno: u32,
-        bytes: Result<Vec<u8>, String>,
+        bytes: Result<Vec<u8>, Problem>,
     ) -> bool {
         self.tx
             .send(Fetched {
@@ -123,9 +132,9 @@ mod tests {
     async fn oversized_message_goes_through_alone() {
         let (tx, mut rx) = channel(10 * 1024);
         let r = tx.reserve(50 * 1024 * 1024).await;
-        assert!(tx.send(r, 7, Err("too big".into())));
+        assert!(tx.send(r, 7, Err(Problem::Skipped("too big".into()))));
         let got = rx.recv().await.unwrap();
-        assert_eq!(got.bytes, Err("too big".into()));
+        assert_eq!(got.bytes, Err(Problem::Skipped("too big".into())));
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! ([`intents`]) and the traits it drives sources and targets through
 //! ([`ports`]).
 
+pub mod adapters;
 pub mod budget;
 pub mod intents;
 pub mod pass;

@@ -12,7 +12,7 @@ use crate::config::{DeletePolicy, IdentityRule};
 use crate::ledger::{NewIntent, Outcome, RouteKey, RunCounts, SeenMessage};
 use crate::message::{self, Hash};
 use crate::retry::ErrorClass;
-use crate::sync::budget::{self, Fetched};
+use crate::sync::budget::{self, Fetched, Problem};
 use crate::sync::ports::{
     Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
 };
@@ -262,14 +262,14 @@ impl<T: MailTarget> Appender<'_, T> {
 
     /// Hashes, records, dedups and appends one batch of downloads.
     async fn process(&mut self, batch: Vec<Fetched>) -> Result<(), RouteError> {
-        let mut failures: Vec<(String, String)> = Vec::new();
+        let mut problems: Vec<(String, Problem)> = Vec::new();
         let mut ready: Vec<Ready> = Vec::new();
         for fetched in batch {
             let Some(uidl) = self.uidl_of.get(&fetched.msgno) else {
                 continue;
             };
             match fetched.bytes {
-                Err(reason) => failures.push((uidl.to_string(), reason)),
+                Err(problem) => problems.push((uidl.to_string(), problem)),
                 Ok(raw) => {
                     let bytes = message::to_crlf(&raw).into_owned();
                     let hash = dedup_key(self.plan.identity, &bytes);
@@ -281,14 +281,22 @@ impl<T: MailTarget> Appender<'_, T> {
                 }
             }
         }
-        if !failures.is_empty() {
-            let outcomes: Vec<(&str, Outcome<'_>)> = failures
+        if !problems.is_empty() {
+            let outcomes: Vec<(&str, Outcome<'_>)> = problems
                 .iter()
-                .map(|(u, r)| (u.as_str(), Outcome::Failed { reason: r.as_str() }))
+                .map(|(u, p)| match p {
+                    Problem::Failed(reason) => (u.as_str(), Outcome::Failed { reason }),
+                    Problem::Skipped(reason) => (u.as_str(), Outcome::Skipped { reason }),
+                })
                 .collect();
             self.ledger
                 .call(|l| l.record_outcomes(&self.plan.key, &outcomes))?;
-            self.report.counts.failed += outcomes.len() as u64;
+            for (_, outcome) in &outcomes {
+                match outcome {
+                    Outcome::Skipped { .. } => self.report.counts.skipped += 1,
+                    _ => self.report.counts.failed += 1,
+                }
+            }
         }
         if ready.is_empty() {
             return Ok(());
@@ -465,11 +473,11 @@ async fn finish_source<S: MailSource>(
         .collect();
     // Only what this session lists can be deleted in it; a UIDL not listed
     // may be gone already or hidden (a provider listing a window per session).
-    let (uidls, msgnos): (Vec<&str>, Vec<u32>) = listing
+    let msgnos: Vec<u32> = listing
         .iter()
         .filter(|m| deletable.contains(&m.uidl))
-        .map(|m| (m.uidl.as_str(), m.msgno))
-        .unzip();
+        .map(|m| m.msgno)
+        .collect();
     if options.dry_run || msgnos.is_empty() {
         if options.dry_run {
             report.would_delete = msgnos.len() as u64;
@@ -477,7 +485,12 @@ async fn finish_source<S: MailSource>(
         source.quit().await;
         return Ok(());
     }
-    source.delete_and_quit(&msgnos).await?;
+    let marked: HashSet<u32> = source.delete_and_quit(&msgnos).await?.into_iter().collect();
+    let uidls: Vec<&str> = listing
+        .iter()
+        .filter(|m| marked.contains(&m.msgno) && deletable.contains(&m.uidl))
+        .map(|m| m.uidl.as_str())
+        .collect();
     ledger.call(|l| l.mark_deleted(&key.source, &uidls))?;
     report.counts.deleted += uidls.len() as u64;
     tracing::info!(route = %plan.name, deleted = uidls.len(), "deleted from the source");

@@ -61,8 +61,9 @@ pub trait MailSource {
     ) -> Result<(), RouteError>;
 
     /// Marks `msgnos` for deletion, then QUITs. `Ok` only when the server
-    /// confirmed the update (deletion happens at QUIT, RFC 1939 §6).
-    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<(), RouteError>;
+    /// confirmed the update (deletion happens at QUIT, RFC 1939 §6), with
+    /// the message numbers it accepted DELE for.
+    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<Vec<u32>, RouteError>;
 
     /// Ends the session without deleting anything.
     async fn quit(self);

@@ -76,14 +76,14 @@ impl MailSource for FakePop {
         Ok(())
     }
 
-    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<(), RouteError> {
+    async fn delete_and_quit(self, msgnos: &[u32]) -> Result<Vec<u32>, RouteError> {
         let mut drop = self.0.lock().unwrap();
         let mut n = 0;
         drop.messages.retain(|_| {
             n += 1;
             !msgnos.contains(&n)
         });
-        Ok(())
+        Ok(msgnos.to_vec())
     }
 
     async fn quit(self) {}

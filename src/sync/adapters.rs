@@ -1,0 +1,116 @@
+//! The real servers behind the engine's ports: [`MailSource`] for a POP3
+//! session, [`MailTarget`] for an IMAP session. Thin: protocol work is in
+//! `pop3` and `imap`; this maps their results and errors onto the engine's.
+
+use crate::config::Account;
+use crate::pop3::{Pop3Error, Pop3Session};
+use crate::sync::budget::{self, Problem};
+use crate::sync::ports::{Listed, MailSource, RouteError};
+
+/// Logs in to a POP3 source.
+pub async fn connect_source(account: &Account) -> Result<Pop3Source, RouteError> {
+    let session = Pop3Session::connect(account)
+        .await
+        .map_err(|e| source_error(account, &e))?;
+    Ok(Pop3Source {
+        session,
+        account: account.name.clone(),
+    })
+}
+
+fn source_error(account: &Account, e: &Pop3Error) -> RouteError {
+    RouteError::new(e.class(), format!("source {}: {e}", account.name))
+}
+
+/// A logged-in POP3 session, as the engine's source.
+pub struct Pop3Source {
+    session: Pop3Session,
+    account: String,
+}
+
+impl Pop3Source {
+    fn error(&self, e: &Pop3Error) -> RouteError {
+        RouteError::new(e.class(), format!("source {}: {e}", self.account))
+    }
+}
+
+impl MailSource for Pop3Source {
+    async fn list(&mut self) -> Result<Vec<Listed>, RouteError> {
+        let uidls = self.session.uidl().await.map_err(|e| self.error(&e))?;
+        let Some(uidls) = uidls else {
+            return Err(RouteError::new(
+                crate::retry::ErrorClass::Fatal,
+                format!(
+                    "source {}: the server does not support UIDL, which mailferry needs to tell messages apart",
+                    self.account
+                ),
+            ));
+        };
+        let sizes = self.session.list().await.map_err(|e| self.error(&e))?;
+        let sizes: std::collections::HashMap<u32, u64> = sizes.into_iter().collect();
+        Ok(uidls
+            .into_iter()
+            .map(|(msgno, uidl)| Listed {
+                size: sizes.get(&msgno).copied().unwrap_or(0),
+                msgno,
+                uidl,
+            })
+            .collect())
+    }
+
+    async fn retrieve(
+        &mut self,
+        messages: &[(u32, u64)],
+        tx: &budget::Sender,
+    ) -> Result<(), RouteError> {
+        let account = self.account.clone();
+        let msgnos: Vec<u32> = messages.iter().map(|(n, _)| *n).collect();
+        let mut stream = self.session.retrieve(msgnos);
+        while let Some(item) = stream.next().await {
+            let (msgno, bytes) = match item {
+                Ok(m) => (m.msgno, Ok(m.bytes)),
+                Err(e) => match per_message(&e) {
+                    Some((msgno, problem)) => (msgno, Err(problem)),
+                    None => {
+                        return Err(RouteError::new(e.class(), format!("source {account}: {e}")))
+                    }
+                },
+            };
+            let size = bytes.as_ref().map_or(0, |b| b.len() as u64);
+            let reservation = tx.reserve(size).await;
+            if !tx.send(reservation, msgno, bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_and_quit(mut self, msgnos: &[u32]) -> Result<Vec<u32>, RouteError> {
+        let account = self.account.clone();
+        let fail = |e: Pop3Error| RouteError::new(e.class(), format!("source {account}: {e}"));
+        let results = self.session.dele_many(msgnos).await.map_err(fail)?;
+        let mut marked = Vec::with_capacity(results.len());
+        for (msgno, result) in results {
+            match result {
+                Ok(()) => marked.push(msgno),
+                Err(e) => tracing::warn!(source = %self.account, msgno, error = %e, "DELE refused"),
+            }
+        }
+        self.session.quit().await.map_err(fail)?;
+        Ok(marked)
+    }
+
+    async fn quit(self) {
+        // Nothing was marked for deletion, so the outcome changes nothing.
+        let _ = self.session.quit().await;
+    }
+}
+
+/// The message a per-message POP3 error is about, and what to record.
+fn per_message(e: &Pop3Error) -> Option<(u32, Problem)> {
+    match e {
+        Pop3Error::MessageRefused { msgno, .. } => Some((*msgno, Problem::Failed(e.to_string()))),
+        Pop3Error::TooLarge { msgno, .. } => Some((*msgno, Problem::Skipped(e.to_string()))),
+        _ => None,
+    }
+}
