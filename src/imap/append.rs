@@ -1,0 +1,302 @@
+//! APPEND, fast: pipelined with LITERAL+/LITERAL-, MULTIAPPEND, and an exact per-message account of what was confirmed.
+//!
+//! RFC 3501 §6.3.11: `append = "APPEND" SP mailbox [SP flag-list]
+//! [SP date-time] SP literal`. RFC 3502 §6.3.11: MULTIAPPEND repeats
+//! `[SP flag-list] [SP date-time] SP literal` in one command, all or none.
+//! RFC 4315 §3: the tagged OK carries `[APPENDUID uidvalidity uid-set]`.
+//! RFC 7888: `{n+}` literals need no `+` from the server (LITERAL- only up
+//! to 4096 octets). RFC 7889: no message over APPENDLIMIT is sent.
+//!
+//! The engine must know exactly which messages are on the target, so each
+//! message ends as [`AppendOutcome::Appended`] (tagged OK read),
+//! [`AppendOutcome::Refused`] (tagged NO/BAD read, or refused locally),
+//! [`AppendOutcome::Unknown`] (bytes may have reached the server, no reply
+//! read) or [`AppendOutcome::NotSent`].
+
+use std::collections::VecDeque;
+
+use super::encode::Request;
+use super::error::{ImapError, Refusal, ResponseCode, ServerStatus, StatusKind};
+use super::internaldate::format_date_time;
+use super::session::{AppendMode, ImapSession};
+use crate::message::MailDate;
+use crate::retry::ErrorClass;
+
+/// One message to append. `bytes` must already be CRLF-normalised.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendMessage<'a> {
+    pub bytes: &'a [u8],
+    /// Append with `\Seen`.
+    pub seen: bool,
+    /// INTERNALDATE; `None` lets the server use the current time.
+    pub internal_date: Option<MailDate>,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The server confirmed it; the UID when it sent APPENDUID.
+    Appended { uid: Option<u32> },
+    /// The server (or the APPENDLIMIT check) refused it.
+    Refused(Refusal),
+    /// Sent, but the connection ended before its tagged reply: it may or
+    /// may not be on the target.
+    Unknown,
+    /// Never sent.
+    NotSent,
+}
+
+/// The result of [`ImapSession::append_batch`]: one outcome per message, in
+/// order, and the error that ended the batch early, if any.
+#[derive(Debug)]
+pub struct AppendBatchResult {
+    pub outcomes: Vec<AppendOutcome>,
+    /// The mailbox's UIDVALIDITY, from APPENDUID.
+    pub uidvalidity: Option<u32>,
+    pub error: Option<ImapError>,
+}
+
+impl ImapSession {
+    /// Appends `msgs` to `mailbox` (a `/`-separated name), as fast as the
+    /// server allows (see [`AppendMode`]).
+    pub async fn append_batch(
+        &mut self,
+        mailbox: &str,
+        msgs: &[AppendMessage<'_>],
+    ) -> AppendBatchResult {
+        let mut batch = Batch {
+            outcomes: vec![AppendOutcome::NotSent; msgs.len()],
+            uidvalidity: None,
+        };
+        let error = match self.append_all(mailbox, msgs, &mut batch).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(host = self.host(), error = %e, "APPEND batch ended early");
+                Some(e)
+            }
+        };
+        self.clear_untagged();
+        AppendBatchResult {
+            outcomes: batch.outcomes,
+            uidvalidity: batch.uidvalidity,
+            error,
+        }
+    }
+
+    async fn append_all(
+        &mut self,
+        mailbox: &str,
+        msgs: &[AppendMessage<'_>],
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
+        self.check_usable()?;
+        let wire = self.server_name(mailbox).await?;
+        let mut todo = Vec::with_capacity(msgs.len());
+        for (i, msg) in msgs.iter().enumerate() {
+            match self.over_limit(msg) {
+                Some(refusal) => batch.outcomes[i] = AppendOutcome::Refused(refusal),
+                None => todo.push(i),
+            }
+        }
+        let multi = self.caps.has("MULTIAPPEND")
+            && match self.options.append_mode {
+                AppendMode::Auto => self.caps.has("LITERAL+"),
+                AppendMode::MultiAppend => true,
+                AppendMode::OneAtATime | AppendMode::Pipelined => false,
+            };
+        if multi {
+            for chunk in self.multiappend_chunks(msgs, &todo) {
+                self.append_multi(&wire, msgs, &chunk, batch).await?;
+                if batch.stop_reason(&chunk).is_some() {
+                    break;
+                }
+            }
+            Ok(())
+        } else {
+            let window = match self.options.append_mode {
+                AppendMode::OneAtATime => 1,
+                _ => self.options.append_window.max(1),
+            };
+            self.append_pipelined(&wire, msgs, &todo, window, batch)
+                .await
+        }
+    }
+
+    /// RFC 7889: a message over APPENDLIMIT is refused here, unsent.
+    fn over_limit(&self, msg: &AppendMessage<'_>) -> Option<Refusal> {
+        let limit = self.caps.append_limit()?;
+        (msg.bytes.len() as u64 > limit).then(|| Refusal {
+            code: Some(ResponseCode::Limit),
+            text: format!(
+                "message is {} bytes, over the server's APPENDLIMIT of {limit}",
+                msg.bytes.len()
+            ),
+            status: None,
+        })
+    }
+
+    /// Groups `todo` into MULTIAPPEND commands bounded by count and bytes.
+    fn multiappend_chunks(&self, msgs: &[AppendMessage<'_>], todo: &[usize]) -> Vec<Vec<usize>> {
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = 0;
+        for &i in todo {
+            let len = msgs[i].bytes.len();
+            let full = chunks.last().is_none_or(|c| {
+                c.len() >= self.options.multiappend_messages
+                    || bytes + len > self.options.multiappend_bytes
+            });
+            if full {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += len;
+            chunks.last_mut().expect("pushed above").push(i);
+        }
+        chunks
+    }
+
+    /// One MULTIAPPEND for `chunk`. A refusal of a whole batch for one
+    /// message's sake is retried one by one to find and report the culprit.
+    async fn append_multi(
+        &mut self,
+        wire: &str,
+        msgs: &[AppendMessage<'_>],
+        chunk: &[usize],
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
+        let parts: Vec<&AppendMessage<'_>> = chunk.iter().map(|&i| &msgs[i]).collect();
+        let req = self.append_request(wire, &parts)?;
+        for &i in chunk {
+            batch.outcomes[i] = AppendOutcome::Unknown;
+        }
+        let status = match self.send(&req).await? {
+            true => self.wait_tag(&req.tag).await?,
+            false => self.take_done(&req.tag)?,
+        };
+        if status.kind == StatusKind::Ok {
+            batch.record_ok(chunk, &status);
+            return Ok(());
+        }
+        let refusal = Refusal::from_status(status);
+        if chunk.len() > 1 && refusal.class() == ErrorClass::Message {
+            tracing::info!(host = self.host(), %refusal.text, "MULTIAPPEND refused; retrying its messages one by one");
+            for &i in chunk {
+                batch.outcomes[i] = AppendOutcome::NotSent;
+            }
+            let window = self.options.append_window.max(1);
+            return self
+                .append_pipelined(wire, msgs, chunk, window, batch)
+                .await;
+        }
+        for &i in chunk {
+            batch.outcomes[i] = AppendOutcome::Refused(refusal.clone());
+        }
+        Ok(())
+    }
+
+    /// One APPEND per message, up to `window` in flight. Stops sending (the
+    /// rest stay NotSent) after a refusal that is not the message's fault.
+    async fn append_pipelined(
+        &mut self,
+        wire: &str,
+        msgs: &[AppendMessage<'_>],
+        todo: &[usize],
+        window: usize,
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
+        let mut inflight: VecDeque<(String, usize)> = VecDeque::new();
+        let mut stop = false;
+        for &i in todo {
+            while inflight.len() >= window {
+                stop |= self.settle_one(&mut inflight, batch).await?;
+            }
+            if stop {
+                break;
+            }
+            let req = self.append_request(wire, &[&msgs[i]])?;
+            batch.outcomes[i] = AppendOutcome::Unknown;
+            self.send(&req).await?;
+            inflight.push_back((req.tag, i));
+        }
+        while !inflight.is_empty() {
+            self.settle_one(&mut inflight, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the tagged reply of the oldest APPEND in flight; `true` when
+    /// it is a refusal that should stop further sending.
+    async fn settle_one(
+        &mut self,
+        inflight: &mut VecDeque<(String, usize)>,
+        batch: &mut Batch,
+    ) -> Result<bool, ImapError> {
+        let Some((tag, i)) = inflight.front().cloned() else {
+            return Ok(false);
+        };
+        let status = self.wait_tag(&tag).await?;
+        inflight.pop_front();
+        if status.kind == StatusKind::Ok {
+            batch.record_ok(&[i], &status);
+            return Ok(false);
+        }
+        let refusal = Refusal::from_status(status);
+        let stop = refusal.class() != ErrorClass::Message;
+        batch.outcomes[i] = AppendOutcome::Refused(refusal);
+        Ok(stop)
+    }
+
+    /// `APPEND mailbox` and, per message, `[(\Seen)] ["date-time"] literal`.
+    fn append_request(
+        &mut self,
+        wire: &str,
+        msgs: &[&AppendMessage<'_>],
+    ) -> Result<Request, ImapError> {
+        let encoding = self.encoding;
+        let mut command = self.command("APPEND").mailbox(wire, encoding)?;
+        for msg in msgs {
+            if msg.seen {
+                command = command.syntax("(\\Seen)");
+            }
+            if let Some(date) = msg.internal_date.and_then(format_date_time) {
+                command = command.syntax(&format!("\"{date}\""));
+            }
+            command = command.literal(msg.bytes);
+        }
+        Ok(command.finish())
+    }
+}
+
+/// Outcomes so far.
+struct Batch {
+    outcomes: Vec<AppendOutcome>,
+    uidvalidity: Option<u32>,
+}
+
+impl Batch {
+    /// Records a tagged OK for `indexes`, with UIDs from APPENDUID when it
+    /// names one per message.
+    fn record_ok(&mut self, indexes: &[usize], status: &ServerStatus) {
+        let uids = match &status.code {
+            Some(ResponseCode::AppendUid { uidvalidity, uids }) => {
+                self.uidvalidity = Some(*uidvalidity);
+                (uids.len() == indexes.len()).then_some(uids.as_slice())
+            }
+            _ => None,
+        };
+        for (k, &i) in indexes.iter().enumerate() {
+            self.outcomes[i] = AppendOutcome::Appended {
+                uid: uids.map(|u| u[k]),
+            };
+        }
+    }
+
+    /// A refusal among `indexes` that concerns the route, not the message
+    /// (throttled, over quota, mailbox gone): no point sending more.
+    fn stop_reason(&self, indexes: &[usize]) -> Option<ErrorClass> {
+        indexes.iter().find_map(|&i| match &self.outcomes[i] {
+            AppendOutcome::Refused(r) if r.class() != ErrorClass::Message => Some(r.class()),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Reading the selected mailbox back: UID SEARCH and UID FETCH (sizes, bodies, flags, INTERNALDATE).
+//!
+//! What the engine needs to resolve append intents and reconcile a target
+//! (DESIGN.md §5): candidates by UID range and exact size, then sizes or
+//! whole messages by UID. `BODY.PEEK[]` so reading never sets `\Seen`.
+
+use super::encode::uid_set;
+use super::error::ImapError;
+use super::response::Untagged;
+use super::session::ImapSession;
+use crate::message::MailDate;
+
+/// One criterion of a UID SEARCH; several are ANDed (RFC 3501 §6.4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKey {
+    /// `UID n:*` — UIDs from `n` up (results below `n` dropped: `n:*`
+    /// matches the highest UID even when it is smaller than `n`).
+    UidFrom(u32),
+    /// `LARGER n`: RFC822.SIZE > n.
+    Larger(u64),
+    /// `SMALLER n`: RFC822.SIZE < n.
+    Smaller(u64),
+}
+
+/// One message read back with [`ImapSession::uid_fetch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    pub uid: u32,
+    pub size: u32,
+    pub flags: Vec<String>,
+    pub internal_date: Option<MailDate>,
+    pub body: Vec<u8>,
+}
+
+/// UIDs per FETCH command: keeps the command line short whatever the gaps.
+const UIDS_PER_FETCH: usize = 500;
+
+impl ImapSession {
+    /// RFC 3501 §6.4.8 UID SEARCH with `keys` ANDed (none: ALL); sorted UIDs.
+    pub async fn uid_search(&mut self, keys: &[SearchKey]) -> Result<Vec<u32>, ImapError> {
+        let mut command = self.command("UID").syntax("SEARCH");
+        if keys.is_empty() {
+            command = command.syntax("ALL");
+        }
+        let mut floor = 0;
+        for key in keys {
+            command = match *key {
+                SearchKey::UidFrom(n) => {
+                    floor = floor.max(n);
+                    command.syntax(&format!("UID {}:*", n.max(1)))
+                }
+                SearchKey::Larger(n) => command.syntax(&format!("LARGER {n}")),
+                SearchKey::Smaller(n) => command.syntax(&format!("SMALLER {n}")),
+            };
+        }
+        let req = command.finish();
+        let (_, untagged) = self.run_ok("UID SEARCH", &req).await?;
+        let mut uids: Vec<u32> = untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Search(uids) => Some(uids),
+                _ => None,
+            })
+            .flatten()
+            .filter(|&uid| uid >= floor)
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE)`: (uid, size) pairs.
+    pub async fn uid_fetch_sizes(&mut self, uids: &[u32]) -> Result<Vec<(u32, u32)>, ImapError> {
+        let found = self.fetch_items(uids, "(UID RFC822.SIZE)").await?;
+        Ok(found.into_iter().map(|m| (m.uid, m.size)).collect())
+    }
+
+    /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE FLAGS INTERNALDATE
+    /// BODY.PEEK[])`: whole messages, byte for byte, in UID order. UIDs
+    /// that no longer exist are simply missing.
+    pub async fn uid_fetch(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>, ImapError> {
+        self.fetch_items(uids, "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])")
+            .await
+    }
+
+    async fn fetch_items(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        let mut wanted: Vec<u32> = uids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(UIDS_PER_FETCH) {
+            let set = uid_set(chunk);
+            if set.is_empty() {
+                continue;
+            }
+            let req = self
+                .command("UID")
+                .syntax("FETCH")
+                .syntax(&set)
+                .syntax(items)
+                .finish();
+            let (_, untagged) = self.run_ok("UID FETCH", &req).await?;
+            for u in untagged {
+                let Untagged::Fetch(data) = u else { continue };
+                // Unsolicited FETCH (a flag change) carries no UID: not ours.
+                let Some(uid) = data.uid.filter(|uid| chunk.binary_search(uid).is_ok()) else {
+                    continue;
+                };
+                out.push(FetchedMessage {
+                    uid,
+                    size: data.size.unwrap_or(0),
+                    flags: data.flags.unwrap_or_default(),
+                    internal_date: data.internal_date,
+                    body: data.body.unwrap_or_default(),
+                });
+            }
+        }
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
+    }
+}
