@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+mod config;
 pub mod dovecot;
 mod maildir;
 mod probe;
