@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use mailferry::commands::{self, sync::SyncArgs, sync::SyncCommandError};
 use mailferry::config::{Config, ConfigError};
+use tokio_util::sync::CancellationToken;
 
 /// Move mail from POP3 mailboxes into IMAP mailboxes, exactly once.
 #[derive(Parser, Debug)]
@@ -109,7 +111,27 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let config = Config::locate_and_load(cli.config.as_deref())?;
     match &cli.command {
         Command::Check => check(&config, cli.json),
-        Command::Sync { routes, .. } | Command::Verify { routes } => {
+        Command::Sync { routes, dry_run } => {
+            let args = SyncArgs {
+                routes,
+                dry_run: *dry_run,
+                json: cli.json,
+            };
+            runtime()?.block_on(async {
+                let cancel = stop_on_signals();
+                match commands::sync::run(&config, &args, &cancel).await {
+                    Ok(code) => Ok(code),
+                    Err(SyncCommandError::Usage(message)) => Err(ConfigError::Invalid {
+                        path: config.path.clone(),
+                        location: None,
+                        message,
+                    }
+                    .into()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+        }
+        Command::Verify { routes } => {
             config
                 .select_routes(routes)
                 .map_err(|e| ConfigError::Invalid {
@@ -119,9 +141,40 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 })?;
             not_yet(cli)
         }
-        Command::Status => Ok(mailferry::commands::status::run(&config, cli.json)?),
+        Command::Status => Ok(commands::status::run(&config, cli.json)?),
         Command::Run => not_yet(cli),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM: work stops at the next
+/// safe point (never between an APPEND and its ledger commit).
+fn stop_on_signals() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("stopping at the next safe point (signal received)");
+        token.cancel();
+    });
+    cancel
 }
 
 fn not_yet(cli: &Cli) -> anyhow::Result<u8> {

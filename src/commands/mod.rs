@@ -3,6 +3,7 @@
 //! exit code. Logs go to stderr; nothing here parses flags.
 
 pub mod status;
+pub mod sync;
 mod time;
 
 /// Exit codes, as documented in the README.

@@ -3,9 +3,12 @@
 //! `pop3` and `imap`; this maps their results and errors onto the engine's.
 
 use crate::config::Account;
+use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession, SearchKey};
 use crate::pop3::{Pop3Error, Pop3Session};
 use crate::sync::budget::{self, Problem};
-use crate::sync::ports::{Listed, MailSource, RouteError};
+use crate::sync::ports::{
+    AppendOutcome, Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
+};
 
 /// Logs in to a POP3 source.
 pub async fn connect_source(account: &Account) -> Result<Pop3Source, RouteError> {
@@ -112,5 +115,135 @@ fn per_message(e: &Pop3Error) -> Option<(u32, Problem)> {
         Pop3Error::MessageRefused { msgno, .. } => Some((*msgno, Problem::Failed(e.to_string()))),
         Pop3Error::TooLarge { msgno, .. } => Some((*msgno, Problem::Skipped(e.to_string()))),
         _ => None,
+    }
+}
+
+/// Logs in to an IMAP target.
+pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError> {
+    let session = ImapSession::connect(account)
+        .await
+        .map_err(|e| RouteError::new(e.class(), format!("target {}: {e}", account.name)))?;
+    Ok(ImapTarget {
+        session,
+        account: account.name.clone(),
+    })
+}
+
+/// A logged-in IMAP session, as the engine's target.
+pub struct ImapTarget {
+    session: ImapSession,
+    account: String,
+}
+
+impl ImapTarget {
+    fn error(&self, e: &ImapError) -> RouteError {
+        RouteError::new(e.class(), format!("target {}: {e}", self.account))
+    }
+
+    /// The session, for commands beyond the engine's (check, verify).
+    pub fn session(&mut self) -> &mut ImapSession {
+        &mut self.session
+    }
+}
+
+impl MailTarget for ImapTarget {
+    async fn open_mailbox(&mut self, mailbox: &str) -> Result<MailboxState, RouteError> {
+        self.session
+            .ensure_mailbox(mailbox)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let info = self
+            .session
+            .select(mailbox)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(MailboxState {
+            uidvalidity: info.uidvalidity,
+            uidnext: info.uidnext,
+            exists: info.exists,
+        })
+    }
+
+    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
+        let now = internaldate::now();
+        let msgs: Vec<AppendMessage<'_>> = batch
+            .iter()
+            .map(|m| AppendMessage {
+                bytes: m.bytes,
+                seen: m.seen,
+                internal_date: Some(internaldate::internal_date(m.bytes, now)),
+            })
+            .collect();
+        let result = self.session.append_batch(mailbox, &msgs).await;
+        let mut results = Vec::with_capacity(result.outcomes.len());
+        for outcome in result.outcomes {
+            results.push(match outcome {
+                imap::AppendOutcome::Appended { uid } => Appended::Stored { uid },
+                imap::AppendOutcome::Refused(refusal) if refusal.status.is_none() => {
+                    Appended::Skipped {
+                        reason: format!("target {}: {}", self.account, refusal.text),
+                    }
+                }
+                imap::AppendOutcome::Refused(refusal) => Appended::Refused {
+                    class: refusal.class(),
+                    reason: format!("target {}: {}", self.account, refusal.text),
+                },
+                imap::AppendOutcome::Unknown => Appended::Unknown,
+                // Never sent: the engine drops the intents of the tail.
+                imap::AppendOutcome::NotSent => break,
+            });
+        }
+        AppendOutcome {
+            results,
+            error: result.error.as_ref().map(|e| self.error(e)),
+        }
+    }
+
+    async fn search_size(
+        &mut self,
+        size: u64,
+        min_uid: Option<u32>,
+    ) -> Result<Vec<u32>, RouteError> {
+        let mut keys = vec![
+            SearchKey::Larger(size.saturating_sub(1)),
+            SearchKey::Smaller(size + 1),
+        ];
+        if let Some(uid) = min_uid {
+            keys.push(SearchKey::UidFrom(uid));
+        }
+        self.session
+            .uid_search(&keys)
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+        let messages = self
+            .session
+            .uid_fetch(uids)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(messages.into_iter().map(|m| (m.uid, m.body)).collect())
+    }
+
+    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError> {
+        let uids = self
+            .session
+            .uid_search(&[])
+            .await
+            .map_err(|e| self.error(&e))?;
+        let sizes = self
+            .session
+            .uid_fetch_sizes(&uids)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(sizes
+            .into_iter()
+            .map(|(uid, size)| (uid, u64::from(size)))
+            .collect())
+    }
+
+    async fn logout(self) {
+        let _ = self.session.logout().await;
     }
 }

@@ -9,6 +9,7 @@ pub mod intents;
 pub mod pass;
 pub mod plan;
 pub mod ports;
+pub mod runner;
 
 use std::sync::{Arc, Mutex};
 

@@ -18,9 +18,20 @@ use crate::sync::ports::{
 };
 use crate::sync::SharedLedger;
 
+/// Told how a pass advances, for a progress bar. Called from the pass's task;
+/// keep it cheap.
+pub trait Progress: Send + Sync {
+    /// The source is listed: this many messages (and bytes) to fetch.
+    fn start(&self, route: &str, messages: u64, bytes: u64);
+    /// This many more messages (and bytes) are decided.
+    fn advance(&self, route: &str, messages: u64, bytes: u64);
+}
+
 /// How a pass behaves; the defaults suit a real run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PassOptions {
+    /// Where progress goes (none: nowhere).
+    pub progress: Option<std::sync::Arc<dyn Progress>>,
     /// Report what would be copied and deleted; change nothing anywhere.
     pub dry_run: bool,
     /// A message that failed this many times is left as failed.
@@ -33,9 +44,20 @@ pub struct PassOptions {
     pub batch_bytes: u64,
 }
 
+impl std::fmt::Debug for PassOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassOptions")
+            .field("dry_run", &self.dry_run)
+            .field("max_attempts", &self.max_attempts)
+            .field("budget_bytes", &self.budget_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
+            progress: None,
             dry_run: false,
             max_attempts: 3,
             budget_bytes: 32 * 1024 * 1024,
@@ -177,6 +199,13 @@ async fn transfer<S: MailSource, T: MailTarget>(
     if todo.is_empty() {
         return Ok(listing);
     }
+    if let Some(p) = &options.progress {
+        p.start(
+            &plan.name,
+            todo.len() as u64,
+            todo.iter().map(|m| m.size).sum(),
+        );
+    }
     let uidl_of: HashMap<u32, &str> = todo.iter().map(|m| (m.msgno, m.uidl.as_str())).collect();
     let wanted: Vec<(u32, u64)> = todo.iter().map(|m| (m.msgno, m.size)).collect();
     let (tx, rx) = budget::channel(options.budget_bytes);
@@ -262,6 +291,15 @@ impl<T: MailTarget> Appender<'_, T> {
 
     /// Hashes, records, dedups and appends one batch of downloads.
     async fn process(&mut self, batch: Vec<Fetched>) -> Result<(), RouteError> {
+        let (count, bytes) = (batch.len() as u64, batch_bytes(&batch));
+        let result = self.process_inner(batch).await;
+        if let Some(p) = &self.options.progress {
+            p.advance(&self.plan.name, count, bytes);
+        }
+        result
+    }
+
+    async fn process_inner(&mut self, batch: Vec<Fetched>) -> Result<(), RouteError> {
         let mut problems: Vec<(String, Problem)> = Vec::new();
         let mut ready: Vec<Ready> = Vec::new();
         for fetched in batch {
