@@ -205,21 +205,43 @@ impl ImapSession {
         batch: &mut Batch,
     ) -> Result<(), ImapError> {
         let mut inflight: VecDeque<(String, usize)> = VecDeque::new();
+        let result = self
+            .pipeline(wire, msgs, todo, window, &mut inflight, batch)
+            .await;
+        // Replies read before the failure (while waiting for a `+` or for
+        // a later tag) still confirm their messages.
+        for (tag, i) in inflight {
+            if let Some(status) = self.done_if_read(&tag) {
+                batch.record(i, status);
+            }
+        }
+        result
+    }
+
+    async fn pipeline(
+        &mut self,
+        wire: &str,
+        msgs: &[AppendMessage<'_>],
+        todo: &[usize],
+        window: usize,
+        inflight: &mut VecDeque<(String, usize)>,
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
         let mut stop = false;
         for &i in todo {
             while inflight.len() >= window {
-                stop |= self.settle_one(&mut inflight, batch).await?;
+                stop |= self.settle_one(inflight, batch).await?;
             }
             if stop {
                 break;
             }
             let req = self.append_request(wire, &[&msgs[i]])?;
             batch.outcomes[i] = AppendOutcome::Unknown;
+            inflight.push_back((req.tag.clone(), i));
             self.send(&req).await?;
-            inflight.push_back((req.tag, i));
         }
         while !inflight.is_empty() {
-            self.settle_one(&mut inflight, batch).await?;
+            self.settle_one(inflight, batch).await?;
         }
         Ok(())
     }
@@ -236,14 +258,7 @@ impl ImapSession {
         };
         let status = self.wait_tag(&tag).await?;
         inflight.pop_front();
-        if status.kind == StatusKind::Ok {
-            batch.record_ok(&[i], &status);
-            return Ok(false);
-        }
-        let refusal = Refusal::from_status(status);
-        let stop = refusal.class() != ErrorClass::Message;
-        batch.outcomes[i] = AppendOutcome::Refused(refusal);
-        Ok(stop)
+        Ok(batch.record(i, status))
     }
 
     /// `APPEND mailbox` and, per message, `[(\Seen)] ["date-time"] literal`.
@@ -289,6 +304,19 @@ impl Batch {
                 uid: uids.map(|u| u[k]),
             };
         }
+    }
+
+    /// Records message `i`'s tagged reply; `true` when it is a refusal that
+    /// concerns the route, not the message.
+    fn record(&mut self, i: usize, status: ServerStatus) -> bool {
+        if status.kind == StatusKind::Ok {
+            self.record_ok(&[i], &status);
+            return false;
+        }
+        let refusal = Refusal::from_status(status);
+        let stop = refusal.class() != ErrorClass::Message;
+        self.outcomes[i] = AppendOutcome::Refused(refusal);
+        stop
     }
 
     /// A refusal among `indexes` that concerns the route, not the message

@@ -367,6 +367,12 @@ impl ImapSession {
         }
     }
 
+    /// The tagged reply of `tag` if it was already read (used to harvest
+    /// confirmations after a batch ended early).
+    pub(super) fn done_if_read(&mut self, tag: &str) -> Option<ServerStatus> {
+        self.done.remove(tag)
+    }
+
     /// Files a tagged or untagged reply; BYE and unknown tags end the session.
     fn absorb(&mut self, reply: Reply) -> Result<(), ImapError> {
         match reply {
