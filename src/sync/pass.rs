@@ -232,7 +232,6 @@ async fn transfer<S: MailSource, T: MailTarget>(
             "stopped by a signal",
         ));
     }
-    drop(appender);
     Ok(listing)
 }
 

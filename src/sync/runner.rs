@@ -130,10 +130,7 @@ pub async fn sync_route(
         let mut report = PassReport::default();
         let result = attempt(config, route, &plan, ledger, options, cancel, &mut report).await;
         add(&mut total, &report);
-        let error = match result {
-            Ok(()) => None,
-            Err(e) => Some(e),
-        };
+        let error = result.err();
         if let Some(e) = &error {
             tracing::warn!(route = %plan.name, attempt = attempts, error = %e, "route pass failed");
         }
