@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use mailferry::commands::{self, sync::SyncArgs, sync::SyncCommandError};
+use mailferry::commands::{self, exit, sync::SyncArgs, sync::SyncCommandError};
 use mailferry::config::{Config, ConfigError};
 use tokio_util::sync::CancellationToken;
 
@@ -54,16 +54,16 @@ enum Command {
         /// Only this route (repeatable)
         #[arg(long = "route", value_name = "NAME")]
         routes: Vec<String>,
+        /// Compare every message by content, not by UID and size
+        #[arg(long)]
+        deep: bool,
     },
     /// Validate the config and log in to every account, changing nothing
-    Check,
-}
-
-/// Exit codes, as documented in the README.
-mod exit {
-    pub const DONE: u8 = 0;
-    pub const USAGE: u8 = 2;
-    pub const ROUTE_FAILED: u8 = 3;
+    Check {
+        /// Only validate the config; don't connect
+        #[arg(long)]
+        offline: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,7 +110,10 @@ fn init_logging(verbose: u8, quiet: u8) {
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let config = Config::locate_and_load(cli.config.as_deref())?;
     match &cli.command {
-        Command::Check => check(&config, cli.json),
+        Command::Check { offline } => {
+            let (json, offline) = (cli.json, *offline);
+            Ok(runtime()?.block_on(commands::check::run(&config, json, offline)))
+        }
         Command::Sync { routes, dry_run } => {
             let args = SyncArgs {
                 routes,
@@ -131,15 +134,17 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 }
             })
         }
-        Command::Verify { routes } => {
-            config
-                .select_routes(routes)
-                .map_err(|e| ConfigError::Invalid {
-                    path: config.path.clone(),
-                    location: None,
-                    message: e,
-                })?;
-            not_yet(cli)
+        Command::Verify { routes, deep } => {
+            let selected =
+                config
+                    .select_routes(routes)
+                    .map_err(|message| ConfigError::Invalid {
+                        path: config.path.clone(),
+                        location: None,
+                        message,
+                    })?;
+            let (json, deep) = (cli.json, *deep);
+            Ok(runtime()?.block_on(commands::verify::run(&config, &selected, json, deep))?)
         }
         Command::Status => Ok(commands::status::run(&config, cli.json)?),
         Command::Run => not_yet(cli),
@@ -180,48 +185,4 @@ fn stop_on_signals() -> CancellationToken {
 fn not_yet(cli: &Cli) -> anyhow::Result<u8> {
     eprintln!("mailferry: {:?} is not implemented yet", cli.command);
     Ok(exit::ROUTE_FAILED)
-}
-
-fn check(config: &Config, json: bool) -> anyhow::Result<u8> {
-    if json {
-        let accounts = |list: &[mailferry::config::Account]| -> Vec<serde_json::Value> {
-            list.iter()
-                .map(|a| {
-                    serde_json::json!({
-                        "name": a.name, "host": a.host, "port": a.port,
-                        "security": format!("{:?}", a.security).to_lowercase(),
-                        "username": a.username,
-                    })
-                })
-                .collect()
-        };
-        let doc = serde_json::json!({
-            "config": config.path,
-            "ledger": config.ledger_path,
-            "sources": accounts(&config.sources),
-            "targets": accounts(&config.targets),
-            "routes": config.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("config {} is valid", config.path.display());
-        println!("ledger {}", config.ledger_path.display());
-        for (kind, list) in [("source", &config.sources), ("target", &config.targets)] {
-            for a in list {
-                println!(
-                    "{kind} {:?}: {}@{}:{} ({:?}, auth {:?})",
-                    a.name, a.username, a.host, a.port, a.security, a.auth
-                );
-            }
-        }
-        for r in &config.routes {
-            let from = &config.sources[r.source].name;
-            let to = &config.targets[r.target].name;
-            println!(
-                "route {:?}: {from} -> {to} mailbox {:?}, delete {:?}",
-                r.name, r.mailbox, r.delete
-            );
-        }
-    }
-    Ok(exit::DONE)
 }

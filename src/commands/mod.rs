@@ -2,9 +2,11 @@
 //! prints its human summary (or one JSON document) on stdout, returning the
 //! exit code. Logs go to stderr; nothing here parses flags.
 
+pub mod check;
 pub mod status;
 pub mod sync;
 mod time;
+pub mod verify;
 
 /// Exit codes, as documented in the README.
 pub mod exit {
