@@ -147,7 +147,12 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(runtime()?.block_on(commands::verify::run(&config, &selected, json, deep))?)
         }
         Command::Status => Ok(commands::status::run(&config, cli.json)?),
-        Command::Run => not_yet(cli),
+        Command::Run => runtime()?.block_on(async {
+            let stop = stop_on_signals();
+            let reload = reload_on_sighup();
+            mailferry::daemon::run(config, stop, reload).await?;
+            Ok(exit::DONE)
+        }),
     }
 }
 
@@ -182,7 +187,20 @@ fn stop_on_signals() -> CancellationToken {
     cancel
 }
 
-fn not_yet(cli: &Cli) -> anyhow::Result<u8> {
-    eprintln!("mailferry: {:?} is not implemented yet", cli.command);
-    Ok(exit::ROUTE_FAILED)
+/// A notification for each SIGHUP: the daemon reloads its config.
+fn reload_on_sighup() -> std::sync::Arc<tokio::sync::Notify> {
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let n = notify.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; config reload disabled");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            n.notify_one();
+        }
+    });
+    notify
 }

@@ -74,17 +74,14 @@ pub async fn sync_routes(
         }
         done
     });
-    let mut outcomes: Vec<(usize, RouteOutcome)> = futures_join_all(groups)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut outcomes: Vec<(usize, RouteOutcome)> =
+        join_all(groups).await.into_iter().flatten().collect();
     outcomes.sort_by_key(|(i, _)| *i);
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
 /// Polls a set of futures to completion concurrently on this task.
-async fn futures_join_all<F: std::future::Future>(
+pub(crate) async fn join_all<F: std::future::Future>(
     futures: impl IntoIterator<Item = F>,
 ) -> Vec<F::Output> {
     let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
@@ -181,7 +178,7 @@ fn add(total: &mut PassReport, pass: &PassReport) {
 }
 
 /// One pass with a run record in the ledger (none in a dry run).
-async fn attempt(
+pub(crate) async fn attempt(
     config: &Config,
     route: &Route,
     plan: &RoutePlan,

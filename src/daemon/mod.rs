@@ -1,0 +1,186 @@
+//! The daemon: every route on its interval, in parallel, until told to stop.
+//!
+//! Each route runs in its own loop: wait (interval with jitter, or the
+//! failure backoff), take its source's lock (POP3 locks the maildrop, so
+//! routes from one source take turns), run one pass, repeat. SIGHUP reloads
+//! the config: the new one is validated first; if valid, the routes stop at
+//! their next safe point and restart from it, else the old one stays.
+
+mod metrics;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::ledger::{Ledger, LedgerError};
+use crate::retry::{ErrorClass, RouteBackoff};
+use crate::sync::pass::{PassOptions, PassReport};
+use crate::sync::plan::plan;
+use crate::sync::runner::{attempt, join_all};
+use crate::sync::SharedLedger;
+
+pub use metrics::Metrics;
+
+/// The longest wait after repeated failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Why the daemon could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs every route until `stop` is cancelled; each notification of
+/// `reload` (the caller wires SIGHUP to it) reloads the config file.
+pub async fn run(
+    config: Config,
+    stop: CancellationToken,
+    reload: Arc<Notify>,
+) -> Result<(), DaemonError> {
+    let mut config = Arc::new(config);
+    let mut ledger = SharedLedger::new(Ledger::open(&config.ledger_path)?);
+    let metrics = Metrics::new();
+    let _server = match config.metrics {
+        Some(addr) => {
+            Some(metrics::serve(addr, metrics.clone(), ledger.clone(), stop.clone()).await?)
+        }
+        None => None,
+    };
+    tracing::info!(routes = config.routes.len(), ledger = %config.ledger_path.display(), "daemon started");
+    loop {
+        metrics.set_routes(
+            config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), crate::sync::plan::route_key(&config, r)))
+                .collect(),
+        );
+        let generation = stop.child_token();
+        let locks: HashMap<usize, Arc<AsyncMutex<()>>> = (0..config.sources.len())
+            .map(|i| (i, Arc::default()))
+            .collect();
+        let loops: Vec<_> = (0..config.routes.len())
+            .map(|i| {
+                let lock = locks[&config.routes[i].source].clone();
+                route_loop(
+                    config.clone(),
+                    i,
+                    ledger.clone(),
+                    lock,
+                    metrics.clone(),
+                    generation.clone(),
+                )
+            })
+            .collect();
+        let mut all = std::pin::pin!(join_all(loops));
+        let next = loop {
+            tokio::select! {
+                _ = &mut all => return Ok(()),
+                () = reload.notified() => match load_again(&config.path) {
+                    Ok(new) => break new,
+                    Err(e) => tracing::error!(error = %e, "config reload refused; keeping the running config"),
+                },
+            }
+        };
+        tracing::info!("config reloaded; restarting routes at their next safe point");
+        generation.cancel();
+        all.await;
+        if next.ledger_path != config.ledger_path {
+            ledger = SharedLedger::new(Ledger::open(&next.ledger_path)?);
+        }
+        config = Arc::new(next);
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+fn load_again(path: &PathBuf) -> Result<Config, ConfigError> {
+    Config::load(path)
+}
+
+/// One route, pass after pass, until `stop`.
+async fn route_loop(
+    config: Arc<Config>,
+    index: usize,
+    ledger: SharedLedger,
+    source_lock: Arc<AsyncMutex<()>>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let route = &config.routes[index];
+    let plan = plan(&config, route);
+    let interval = route.interval;
+    let initial = interval.min(Duration::from_secs(60));
+    let mut backoff = RouteBackoff::new(initial, MAX_BACKOFF.max(interval), None);
+    // Start spread over a moment, so routes don't poll in lockstep.
+    let mut wait = interval
+        .min(Duration::from_secs(5))
+        .mul_f64(random_fraction());
+    let options = PassOptions::default();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        let _turn = tokio::select! {
+            guard = source_lock.lock() => guard,
+            () = stop.cancelled() => return,
+        };
+        let mut report = PassReport::default();
+        let started = std::time::Instant::now();
+        let result = attempt(&config, route, &plan, &ledger, &options, &stop, &mut report).await;
+        metrics.record(
+            &plan.name,
+            &report,
+            result.as_ref().err(),
+            started.elapsed(),
+        );
+        wait = match &result {
+            Ok(()) => {
+                backoff.reset();
+                tracing::info!(
+                    route = %plan.name, copied = report.counts.copied, duplicates = report.counts.duplicates,
+                    failed = report.counts.failed, deleted = report.counts.deleted, "pass done"
+                );
+                interval.mul_f64(0.9 + 0.2 * random_fraction())
+            }
+            Err(e) => {
+                let wait = match e.class {
+                    ErrorClass::Throttled { wait: Some(asked) } => asked,
+                    _ => backoff.next_wait().unwrap_or(MAX_BACKOFF),
+                };
+                let level_auth = matches!(e.class, ErrorClass::Auth);
+                if level_auth {
+                    tracing::error!(route = %plan.name, error = %e, retry_in = ?wait, "login refused; check the account's credentials");
+                } else {
+                    tracing::warn!(route = %plan.name, error = %e, retry_in = ?wait, "pass failed");
+                }
+                wait
+            }
+        };
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn random_fraction() -> f64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
