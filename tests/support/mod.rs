@@ -16,6 +16,7 @@
 pub mod certs;
 mod config;
 pub mod dovecot;
+pub mod e2e;
 mod maildir;
 mod probe;
 mod watchdog;
