@@ -1,0 +1,229 @@
+//! `mailferry run` against a real Dovecot: mail delivered while the daemon
+//! runs arrives exactly once, `status` reads the ledger while the daemon
+//! writes it, `/metrics` matches the ledger, SIGHUP adds a route, SIGTERM
+//! stops it cleanly. Every wait is bounded.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::dovecot::{shared, Dovecot, User};
+
+fn account(kind: &str, user: &User, port: u16, ca: &Path) -> String {
+    format!(
+        "\n[[{kind}]]\nname = \"{n}\"\nhost = \"localhost\"\nport = {port}\nusername = \"{n}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\ntimeout = \"20s\"\n",
+        n = user.name,
+        pw = user.password,
+        ca = ca.display()
+    )
+}
+
+/// A daemon config: each (source, mailbox) into `dst` every second.
+fn config(
+    dir: &Path,
+    dovecot: &Dovecot,
+    sources: &[(&User, &str)],
+    dst: &User,
+    metrics: u16,
+) -> String {
+    let ca = dovecot.ca_file();
+    let mut text = format!(
+        "[ledger]\npath = \"{}\"\n\n[daemon]\nmetrics = \"127.0.0.1:{metrics}\"\n",
+        dir.join("ledger.db").display()
+    );
+    for (user, _) in sources {
+        text += &account("source", user, dovecot.pop3s_port(), &ca);
+    }
+    text += &account("target", dst, dovecot.imaps_port(), &ca);
+    for (user, mailbox) in sources {
+        text += &format!(
+            "\n[[route]]\nfrom = \"{}\"\nto = \"{}\"\nmailbox = \"{mailbox}\"\ninterval = \"1s\"\n",
+            user.name, dst.name
+        );
+    }
+    text
+}
+
+fn mail(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("From: x@example.org\nSubject: {tag} {i}\nMessage-ID: <{tag}.{i}@example.org>\n\nbody {tag} {i}\n").into_bytes())
+        .collect()
+}
+
+/// Waits until `cond` holds, at most `limit`; panics with `what` otherwise.
+fn wait_for(limit: Duration, what: &str, daemon_log: &Path, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(daemon_log).unwrap_or_default();
+            panic!("timed out waiting for {what}\ndaemon log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn metrics(port: u16) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn copied_in_metrics(text: &str, route: &str) -> Option<u64> {
+    let prefix = format!("mailferry_messages{{route=\"{route}\",state=\"copied\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn mailferry(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn daemon_mirrors_reloads_reports_and_stops_cleanly() {
+    let dovecot = shared();
+    let (a, b, c, dst) = (
+        dovecot.user("da"),
+        dovecot.user("db"),
+        dovecot.user("dc"),
+        dovecot.user("ddst"),
+    );
+    dovecot.load(&a, "INBOX", &mail("a", 5));
+    dovecot.load(&b, "INBOX", &mail("b", 4));
+    dovecot.load(&c, "INBOX", &mail("c", 3));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailferry.toml");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        config(
+            dir.path(),
+            dovecot,
+            &[(&a, "INBOX"), (&b, "FromB")],
+            &dst,
+            port,
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(60);
+
+    wait_for(limit, "the first passes", &log_path, || {
+        dovecot.count(&dst, "INBOX") == 5 && dovecot.count(&dst, "FromB") == 4
+    });
+    // Mail arriving while the daemon runs is mirrored.
+    dovecot.load(&a, "INBOX", &mail("a-late", 3));
+    wait_for(limit, "late mail", &log_path, || {
+        dovecot.count(&dst, "INBOX") == 8
+    });
+
+    // status reads the ledger while the daemon holds it; metrics match it.
+    let status = mailferry(&path, &["--json", "status"]);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    let route_a = format!("{}->{}", a.name, dst.name);
+    let in_ledger = doc["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == route_a.as_str())
+        .unwrap()["copied"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(in_ledger, 8, "{doc}");
+    let text = metrics(port);
+    assert_eq!(copied_in_metrics(&text, &route_a), Some(8), "{text}");
+    assert!(
+        text.contains("mailferry_pass_duration_seconds_count"),
+        "{text}"
+    );
+
+    // SIGHUP with a config that adds a route; a broken config is refused.
+    std::fs::write(&path, "[[route]]\nnonsense = 1\n").unwrap();
+    signal(&daemon, "HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a bad reload must not stop the daemon"
+    );
+    let three = [(&a, "INBOX"), (&b, "FromB"), (&c, "FromC")];
+    std::fs::write(&path, config(dir.path(), dovecot, &three, &dst, port)).unwrap();
+    signal(&daemon, "HUP");
+    wait_for(limit, "the route added by SIGHUP", &log_path, || {
+        dovecot.count(&dst, "FromC") == 3
+    });
+
+    signal(&daemon, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("reload refused"), "{log}");
+    for user in [&a, &b, &c, &dst] {
+        assert!(!log.contains(&user.password), "a password reached the log");
+    }
+
+    // Everything exactly once: a final sync finds nothing to copy.
+    let out = mailferry(&path, &["--json", "sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in doc["routes"].as_array().unwrap() {
+        assert_eq!(r["report"]["counts"]["copied"], 0, "{doc}");
+    }
+    assert_eq!(
+        (dovecot.count(&dst, "INBOX"), dovecot.count(&dst, "FromB")),
+        (8, 4)
+    );
+}
