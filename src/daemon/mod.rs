@@ -10,14 +10,13 @@ mod metrics;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use crate::retry::{ErrorClass, RouteBackoff};
 use crate::sync::pass::{PassOptions, PassReport};
@@ -88,7 +87,7 @@ pub async fn run(
         let next = loop {
             tokio::select! {
                 _ = &mut all => return Ok(()),
-                () = reload.notified() => match load_again(&config.path) {
+                () = reload.notified() => match Config::load(&config.path) {
                     Ok(new) => break new,
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the running config"),
                 },
@@ -105,10 +104,6 @@ pub async fn run(
             return Ok(());
         }
     }
-}
-
-fn load_again(path: &PathBuf) -> Result<Config, ConfigError> {
-    Config::load(path)
 }
 
 /// One route, pass after pass, until `stop`.
