@@ -19,4 +19,5 @@ pub mod dovecot;
 pub mod e2e;
 mod maildir;
 mod probe;
+pub mod proxy;
 mod watchdog;
