@@ -226,10 +226,11 @@ impl MailTarget for ImapTarget {
         Ok(messages.into_iter().map(|m| (m.uid, m.body)).collect())
     }
 
-    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError> {
+    async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError> {
+        let keys: Vec<SearchKey> = from_uid.map(SearchKey::UidFrom).into_iter().collect();
         let uids = self
             .session
-            .uid_search(&[])
+            .uid_search(&keys)
             .await
             .map_err(|e| self.error(&e))?;
         let sizes = self

@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod budget;
+pub mod index;
 pub mod intents;
 pub mod pass;
 pub mod plan;

@@ -9,10 +9,11 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeletePolicy, IdentityRule};
-use crate::ledger::{NewIntent, Outcome, RouteKey, RunCounts, SeenMessage};
+use crate::ledger::{NewIntent, Outcome, RouteKey, RunCounts, SeenMessage, UidValidityChange};
 use crate::message::{self, Hash};
 use crate::retry::ErrorClass;
 use crate::sync::budget::{self, Fetched, Problem};
+use crate::sync::index::TargetIndex;
 use crate::sync::ports::{
     Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
 };
@@ -93,6 +94,9 @@ pub struct PassReport {
     pub would_copy_bytes: u64,
     /// Dry run: messages that would be deleted from the source.
     pub would_delete: u64,
+    /// Target messages the ledger did not know whose bodies were fetched to
+    /// compare with a source message of the same size.
+    pub target_bodies_fetched: u64,
     /// Leftover append intents resolved at the start: found on the target /
     /// not found (to be appended again).
     pub intents_found: u64,
@@ -120,14 +124,15 @@ where
     let started = Instant::now();
     report.route = plan.name.clone();
     let state = target.open_mailbox(&plan.key.mailbox).await?;
+    let mut change = UidValidityChange::Unchanged;
     if !options.dry_run {
-        note_uidvalidity(plan, &state, ledger)?;
+        change = note_uidvalidity(plan, &state, ledger)?;
         crate::sync::intents::resolve(plan, &state, target, ledger, report).await?;
     }
     let mut source = connect_source().await?;
     let result = transfer(
         plan,
-        &state,
+        &(state, change),
         &mut source,
         target,
         ledger,
@@ -147,18 +152,20 @@ where
     result
 }
 
+/// Records the mailbox's UIDVALIDITY; says whether the ledger knew it. A
+/// server that gives none (0) is taken as unchanged.
 fn note_uidvalidity(
     plan: &RoutePlan,
     state: &MailboxState,
     ledger: &SharedLedger,
-) -> Result<(), RouteError> {
+) -> Result<UidValidityChange, RouteError> {
     let Some(uidvalidity) = NonZeroU32::new(state.uidvalidity) else {
-        return Ok(());
+        return Ok(UidValidityChange::Unchanged);
     };
     let change =
         ledger.call(|l| l.set_uidvalidity(&plan.key.target, &plan.key.mailbox, uidvalidity))?;
     tracing::debug!(route = %plan.name, ?change, "target mailbox selected");
-    Ok(())
+    Ok(change)
 }
 
 /// The dedup key of a message under the route's identity rule.
@@ -174,7 +181,7 @@ pub fn dedup_key(rule: IdentityRule, crlf: &[u8]) -> Hash {
 #[allow(clippy::too_many_arguments)]
 async fn transfer<S: MailSource, T: MailTarget>(
     plan: &RoutePlan,
-    state: &MailboxState,
+    (state, change): &(MailboxState, UidValidityChange),
     source: &mut S,
     target: &mut T,
     ledger: &SharedLedger,
@@ -206,6 +213,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
             todo.iter().map(|m| m.size).sum(),
         );
     }
+    let index = TargetIndex::build(plan, *change, state, target, ledger).await?;
     let uidl_of: HashMap<u32, &str> = todo.iter().map(|m| (m.msgno, m.uidl.as_str())).collect();
     let wanted: Vec<(u32, u64)> = todo.iter().map(|m| (m.msgno, m.size)).collect();
     let (tx, rx) = budget::channel(options.budget_bytes);
@@ -217,6 +225,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         options,
         uidl_of: &uidl_of,
         report,
+        index,
     };
     let fetch = async {
         let result = source.retrieve(&wanted, &tx).await;
@@ -245,6 +254,7 @@ struct Appender<'a, T> {
     options: &'a PassOptions,
     uidl_of: &'a HashMap<u32, &'a str>,
     report: &'a mut PassReport,
+    index: TargetIndex,
 }
 
 /// A message ready to append.
@@ -366,10 +376,20 @@ impl<T: MailTarget> Appender<'_, T> {
     /// mailbox are recorded as duplicates, the rest appended under intents.
     async fn append_unique(&mut self, ready: &[Ready]) -> Result<(), RouteError> {
         let key = &self.plan.key;
-        let hashes: Vec<Hash> = ready.iter().map(|r| r.hash).collect();
+        let candidates: Vec<(Hash, u64)> = ready
+            .iter()
+            .map(|r| (r.hash, r.bytes.len() as u64))
+            .collect();
         let present = self
-            .ledger
-            .call(|l| l.hashes_present(&key.target, &key.mailbox, &hashes))?;
+            .index
+            .present(
+                self.plan,
+                &candidates,
+                self.target,
+                self.ledger,
+                self.report,
+            )
+            .await?;
         let (dups, fresh): (Vec<&Ready>, Vec<&Ready>) =
             ready.iter().partition(|r| present.contains(&r.hash));
         if !dups.is_empty() {
@@ -433,6 +453,7 @@ impl<T: MailTarget> Appender<'_, T> {
             match result {
                 Appended::Stored { uid } => {
                     stored.push((*id, uid.and_then(NonZeroU32::new)));
+                    self.index.stored([ready.hash]);
                     self.report.counts.copied += 1;
                     self.report.counts.bytes += ready.bytes.len() as u64;
                 }

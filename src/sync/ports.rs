@@ -129,8 +129,9 @@ pub trait MailTarget {
     /// The full bytes of these messages.
     async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError>;
 
-    /// UID and size of every message in the selected mailbox.
-    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError>;
+    /// UID and size of every message in the selected mailbox (with UID ≥
+    /// `from_uid` when given).
+    async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError>;
 
     /// Ends the session.
     async fn logout(self);

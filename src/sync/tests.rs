@@ -204,11 +204,12 @@ impl MailTarget for FakeImap {
             .collect())
     }
 
-    async fn sizes(&mut self) -> Result<Vec<(u32, u64)>, RouteError> {
+    async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError> {
         let mb = self.0.lock().unwrap();
         Ok(mb
             .messages
             .iter()
+            .filter(|(u, _)| *u >= from_uid.unwrap_or(0))
             .map(|(u, b)| (*u, b.len() as u64))
             .collect())
     }
@@ -479,5 +480,104 @@ async fn tiny_budget_still_moves_everything() {
     .await;
     r.unwrap();
     assert_eq!(report.counts.copied, 30);
+    assert_eq!(imap.bodies(), sorted(&mail));
+}
+
+#[tokio::test]
+async fn lost_ledger_appends_nothing_again() {
+    let mail = corpus(30);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    pass(&rig(), &p, &pop, &imap).await.0.unwrap();
+    // A fresh ledger: the mailbox is unknown, so it is indexed by size and
+    // each downloaded message is compared with the target message of its size.
+    let (r, report) = pass(&rig(), &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (0, 30));
+    assert_eq!(imap.bodies().len(), 30);
+}
+
+#[tokio::test]
+async fn adopting_a_half_copied_mailbox_copies_only_the_rest() {
+    let mail = corpus(20);
+    let imap = FakeImap::new();
+    {
+        let mut mb = imap.0.lock().unwrap();
+        for (i, (_, body)) in mail.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            mb.messages.push((i as u32 + 1, body.clone()));
+        }
+        mb.messages
+            .push((100, b"Subject: someone else's mail\r\n\r\nhi\r\n".to_vec()));
+        mb.next_uid = 101;
+    }
+    let (r, report) = pass(
+        &rig(),
+        &plan("src", "INBOX", DeletePolicy::Never),
+        &pop_of(&mail),
+        &imap,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (10, 10));
+    assert_eq!(imap.bodies().len(), 21, "the foreign message is left alone");
+}
+
+#[tokio::test]
+async fn recreated_mailbox_is_reconciled_not_trusted() {
+    let rig = rig();
+    let mail = corpus(12);
+    let imap = FakeImap::new();
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    pass(&rig, &p, &pop_of(&mail[..6]), &imap).await.0.unwrap();
+    // The mailbox is deleted and recreated empty: new UIDVALIDITY. The ledger
+    // still lists the old hashes, which must not make new mail "duplicate".
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.messages.clear();
+        mb.uidvalidity = 8;
+    }
+    let renamed: Vec<(String, Vec<u8>)> = mail
+        .iter()
+        .map(|(u, b)| (format!("r-{u}"), b.clone()))
+        .collect();
+    let (r, report) = pass(&rig, &p, &pop_of(&renamed), &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 12, "{report:?}");
+    assert_eq!(imap.bodies(), sorted(&mail));
+}
+
+#[tokio::test]
+async fn equal_sizes_cost_bodies_only_where_sizes_meet() {
+    // 20 messages of one size with different content, 10 of them already on
+    // the target (another tool copied them).
+    let mail: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            (
+                format!("u{i}"),
+                format!("Subject: same size {i:02}\r\n\r\nx\r\n").into_bytes(),
+            )
+        })
+        .collect();
+    let imap = FakeImap::new();
+    {
+        let mut mb = imap.0.lock().unwrap();
+        for (i, (_, body)) in mail.iter().take(10).enumerate() {
+            mb.messages.push((i as u32 + 1, body.clone()));
+        }
+        mb.next_uid = 11;
+    }
+    let (r, report) = pass(
+        &rig(),
+        &plan("src", "INBOX", DeletePolicy::Never),
+        &pop_of(&mail),
+        &imap,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (10, 10));
+    assert_eq!(
+        report.target_bodies_fetched, 10,
+        "each target body fetched once"
+    );
     assert_eq!(imap.bodies(), sorted(&mail));
 }

@@ -1,0 +1,139 @@
+//! What is on the target mailbox beyond what the ledger knows (DESIGN.md §5
+//! step 5): a lost or restored ledger, a mailbox recreated behind our back,
+//! mail copied by another tool. Built cheaply and lazily: the sizes of the
+//! unknown messages first (one UID FETCH of RFC822.SIZE), bodies only when a
+//! downloaded source message has exactly one of those sizes.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+
+use crate::ledger::{TargetMessage, UidValidityChange};
+use crate::message::Hash;
+use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
+use crate::sync::ports::{MailTarget, MailboxState, RouteError};
+use crate::sync::SharedLedger;
+
+/// The target mailbox as this pass knows it.
+pub struct TargetIndex {
+    /// Whether the ledger's record of the mailbox can be believed. Not after
+    /// the mailbox was renumbered (recreated), nor for a non-empty mailbox the
+    /// ledger never saw: then only what this pass verified counts.
+    trust_ledger: bool,
+    /// Sizes of messages the ledger does not know, not yet hashed.
+    unhashed: HashMap<u64, Vec<u32>>,
+    /// Identities verified on the mailbox during this pass.
+    verified: HashSet<Hash>,
+}
+
+impl TargetIndex {
+    /// An index that trusts the ledger and knows of nothing else.
+    pub fn trusting() -> TargetIndex {
+        TargetIndex {
+            trust_ledger: true,
+            unhashed: HashMap::new(),
+            verified: HashSet::new(),
+        }
+    }
+
+    /// Reads the sizes of the messages the ledger cannot vouch for.
+    pub async fn build<T: MailTarget>(
+        plan: &RoutePlan,
+        change: UidValidityChange,
+        state: &MailboxState,
+        target: &mut T,
+        ledger: &SharedLedger,
+    ) -> Result<TargetIndex, RouteError> {
+        let key = &plan.key;
+        let (trust_ledger, from_uid) = match change {
+            UidValidityChange::Unchanged if state.exists == 0 => return Ok(TargetIndex::trusting()),
+            UidValidityChange::First | UidValidityChange::Changed { .. } if state.exists == 0 => {
+                let mut empty = TargetIndex::trusting();
+                empty.trust_ledger = false;
+                return Ok(empty);
+            }
+            UidValidityChange::Unchanged => {
+                // Only UIDs above the highest one recorded can be unknown to
+                // us (a restored ledger, another client's appends).
+                let known = ledger.call(|l| l.target_messages(&key.target, &key.mailbox))?;
+                let top = known
+                    .iter()
+                    .filter_map(|m| m.uid)
+                    .map(NonZeroU32::get)
+                    .max();
+                if top.is_some() && top.map(|t| t + 1) >= state.uidnext {
+                    return Ok(TargetIndex::trusting());
+                }
+                (true, top.map(|t| t + 1))
+            }
+            UidValidityChange::First | UidValidityChange::Changed { .. } => (false, None),
+        };
+        let sizes = target.sizes(from_uid).await?;
+        let mut unhashed: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (uid, size) in sizes {
+            unhashed.entry(size).or_default().push(uid);
+        }
+        tracing::info!(
+            route = %plan.name,
+            messages = unhashed.values().map(Vec::len).sum::<usize>(),
+            trust_ledger,
+            "indexing target messages the ledger does not know (sizes only)"
+        );
+        Ok(TargetIndex {
+            trust_ledger,
+            unhashed,
+            verified: HashSet::new(),
+        })
+    }
+
+    /// Which of `candidates` (identity, exact size) are on the mailbox.
+    /// Fetches and hashes the unknown target messages of a matching size
+    /// first, recording what it finds in the ledger.
+    pub async fn present<T: MailTarget>(
+        &mut self,
+        plan: &RoutePlan,
+        candidates: &[(Hash, u64)],
+        target: &mut T,
+        ledger: &SharedLedger,
+        report: &mut PassReport,
+    ) -> Result<HashSet<Hash>, RouteError> {
+        let key = &plan.key;
+        let hashes: Vec<Hash> = candidates.iter().map(|(h, _)| *h).collect();
+        let mut present: HashSet<Hash> = if self.trust_ledger {
+            ledger.call(|l| l.hashes_present(&key.target, &key.mailbox, &hashes))?
+        } else {
+            HashSet::new()
+        };
+        let mut uids = Vec::new();
+        for (hash, size) in candidates {
+            if present.contains(hash) || self.verified.contains(hash) {
+                continue;
+            }
+            if let Some(same_size) = self.unhashed.remove(size) {
+                uids.extend(same_size);
+            }
+        }
+        if !uids.is_empty() {
+            uids.sort_unstable();
+            let mut found = Vec::new();
+            for chunk in uids.chunks(64) {
+                for (uid, bytes) in target.fetch(chunk).await? {
+                    report.target_bodies_fetched += 1;
+                    found.push(TargetMessage {
+                        hash: dedup_key(plan.identity, &bytes),
+                        uid: NonZeroU32::new(uid),
+                        size: Some(bytes.len() as u64),
+                    });
+                }
+            }
+            ledger.call(|l| l.record_target_messages(&key.target, &key.mailbox, &found))?;
+            self.verified.extend(found.iter().map(|m| m.hash));
+        }
+        present.extend(hashes.iter().filter(|h| self.verified.contains(h)));
+        Ok(present)
+    }
+
+    /// Notes identities this pass stored on the mailbox.
+    pub fn stored(&mut self, hashes: impl IntoIterator<Item = Hash>) {
+        self.verified.extend(hashes);
+    }
+}
