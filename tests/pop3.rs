@@ -10,6 +10,7 @@ use mailferry::pop3::{Pop3Error, Pop3Options, Pop3Session};
 use mailferry::retry::ErrorClass;
 use mailferry::secret::Secret;
 use support::dovecot::{self, Dovecot, User};
+use support::proxy::{At, Dir, Kind, Plan, Proxy};
 
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -327,4 +328,87 @@ async fn retr_throughput() {
             );
         }
     }
+}
+
+/// Dovecot's replies arrive one byte per segment: every reply and body is
+/// split at every offset on the real wire, and the bytes still match.
+#[tokio::test]
+async fn replies_sliced_into_single_bytes_still_decode() {
+    within(async {
+        let dovecot = dovecot::shared();
+        let user = dovecot.user("pop3-sliced");
+        let messages = edge_cases();
+        dovecot.load(&user, "INBOX", &messages);
+        let proxy = Proxy::start(dovecot.pop3_port(), |_| {
+            Plan::pass().with(
+                Dir::Down,
+                At::Byte(0),
+                Kind::Slice {
+                    pause: Duration::ZERO,
+                },
+            )
+        });
+        let mut account = account(dovecot, &user, Security::Plain);
+        account.port = proxy.port();
+        let mut pop = Pop3Session::connect(&account).await.unwrap();
+        let all: Vec<u32> = (1..=messages.len() as u32).collect();
+        let mut stream = pop.retrieve(all);
+        for message in &messages {
+            let got = stream.next().await.unwrap().unwrap();
+            assert_eq!(got.bytes, expected(message), "message {}", got.msgno);
+        }
+        assert!(stream.next().await.is_none());
+    })
+    .await;
+}
+
+/// The connection cut in the middle of a message: the stream reports a
+/// transient error and ends; no partial message is handed on, and the
+/// DELE marked earlier in the session never takes effect.
+#[tokio::test]
+async fn a_cut_mid_message_hands_on_nothing_partial_and_deletes_nothing() {
+    within(async {
+        let dovecot = dovecot::shared();
+        let user = dovecot.user("pop3-cut");
+        let messages = corpus(5, 4_000);
+        dovecot.load(&user, "INBOX", &messages);
+        // Cut 2 kB into the body of the third message.
+        let proxy = Proxy::start(dovecot.pop3_port(), |_| {
+            let at = At::After {
+                needle: b"Subject: message 2\r\n".to_vec(),
+                nth: 0,
+                extra: 2_000,
+            };
+            Plan::pass().with(Dir::Down, at, Kind::CUT)
+        });
+        let mut account = account(dovecot, &user, Security::Plain);
+        account.port = proxy.port();
+        let mut pop = Pop3Session::connect(&account).await.unwrap();
+        pop.dele(1).await.unwrap();
+        let mut stream = pop.retrieve(vec![2, 3, 4, 5]);
+        let mut complete = Vec::new();
+        let mut failure = None;
+        while let Some(result) = stream.next().await {
+            match result {
+                Ok(message) => complete.push(message),
+                Err(err) => failure = Some(err),
+            }
+        }
+        let numbers: Vec<u32> = complete.iter().map(|m| m.msgno).collect();
+        assert_eq!(
+            numbers,
+            [2],
+            "whole messages before the cut; then {failure:?}"
+        );
+        for got in &complete {
+            assert_eq!(got.bytes, expected(&messages[got.msgno as usize - 1]));
+        }
+        let err = failure.expect("the cut is reported");
+        assert_eq!(err.class(), ErrorClass::Transient, "{err:?}");
+        drop(stream);
+        assert!(!pop.is_usable());
+        assert!(matches!(pop.quit().await, Err(Pop3Error::Poisoned { .. })));
+        assert_eq!(dovecot.count(&user, "INBOX"), 5);
+    })
+    .await;
 }
