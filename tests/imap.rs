@@ -867,3 +867,81 @@ async fn multiappend_uids_come_from_the_uid_set() {
     })
     .await;
 }
+
+// ----- measurements (run with --ignored --nocapture) -----
+
+/// APPEND rates into local Dovecot for each mode, fsync off (the shared
+/// instance) and on. Prints figures; asserts only correctness.
+#[tokio::test]
+#[ignore]
+async fn bench_append_rates() {
+    let count = 2000;
+    let raws: Vec<Vec<u8>> = (0..count)
+        .map(|n| {
+            let mut m = message(n, 1_600_000_000 + n as i64);
+            m.extend(std::iter::repeat_n(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\r\n", 60).flatten());
+            m
+        })
+        .collect();
+    let bytes: usize = raws.iter().map(Vec::len).sum();
+    let fsync_on = Dovecot::start_with(dovecot::Options {
+        fsync: true,
+        ..Default::default()
+    });
+    for (label, dovecot) in [("fsync off", dovecot::shared()), ("fsync on", &fsync_on)] {
+        for mode in [
+            AppendMode::OneAtATime,
+            AppendMode::Pipelined,
+            AppendMode::MultiAppend,
+        ] {
+            let user = dovecot.user("bench");
+            let account = dovecot_account(dovecot, &user, Security::Tls);
+            let options = ImapOptions {
+                append_mode: mode,
+                ..ImapOptions::default()
+            };
+            let mut imap = ImapSession::connect_with(&account, options).await.unwrap();
+            let started = Instant::now();
+            let result = imap.append_batch("INBOX", &msgs(&raws)).await;
+            let secs = started.elapsed().as_secs_f64();
+            assert!(result.error.is_none(), "{:?}", result.error);
+            assert!(result
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, AppendOutcome::Appended { .. })));
+            println!(
+                "{label:9} {mode:12?}: {count} msgs, {:.1} MB in {secs:.2} s = {:.0} msg/s, {:.1} MB/s, {:.3} ms/msg",
+                bytes as f64 / 1e6,
+                count as f64 / secs,
+                bytes as f64 / 1e6 / secs,
+                secs * 1000.0 / count as f64
+            );
+            imap.logout().await.unwrap();
+        }
+    }
+}
+
+/// The response decoder's own cost per response, for the imap-codec question.
+#[test]
+#[ignore]
+fn bench_response_decode() {
+    let frames: [&[u8]; 3] = [
+        b"A123 OK [APPENDUID 1700000000 4242] Append completed (0.001 + 0.000 secs).\r\n",
+        b"* 4242 EXISTS\r\n",
+        b"* 3 FETCH (UID 12 RFC822.SIZE 12 FLAGS (\\Seen) BODY[] {12}\r\nhello\r\nworld)\r\n",
+    ];
+    for frame in frames {
+        let n = 200_000;
+        let started = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                mailferry::imap::response::decode_reply(std::hint::black_box(frame)).unwrap(),
+            );
+        }
+        let per = started.elapsed().as_secs_f64() / n as f64 * 1e6;
+        println!(
+            "decode {:?}: {per:.2} us",
+            String::from_utf8_lossy(&frame[..frame.len().min(24)])
+        );
+    }
+}

@@ -85,7 +85,15 @@ pub fn parse_date_time(text: &str) -> Option<MailDate> {
         b'-' => -1,
         _ => return None,
     };
-    let digits: i32 = zone.get(1..5)?.parse().ok()?;
+    let in_range = (0..=9999).contains(&year)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&m)
+        && (0..=60).contains(&s);
+    if !in_range || zone.len() != 5 {
+        return None;
+    }
+    let digits: i32 = zone[1..].parse().ok()?;
     let offset_minutes = sign * (digits / 100 * 60 + digits % 100);
     let local = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
     Some(MailDate {
@@ -200,5 +208,10 @@ mod tests {
         );
         assert_eq!(parse_date_time("14-Foo-2023 22:13:20 +0000"), None);
         assert_eq!(parse_date_time("14-Nov-2023 22:13:20"), None);
+        assert_eq!(
+            parse_date_time("1-Jan-99999999999999999 00:00:00 +0000"),
+            None
+        );
+        assert_eq!(parse_date_time("1-Jan-2000 00:00:00 +00000"), None);
     }
 }
