@@ -41,9 +41,12 @@ const UPSERT_OUTCOME: &str = "
         updated_ms = excluded.updated_ms
     WHERE state <> 'copied'";
 
+/// CROSS JOIN makes SQLite keep the JSON list as the outer loop, so each
+/// UIDL is one primary-key probe; left to itself the planner may scan the
+/// route's deliveries and rescan the list for each (quadratic).
 const SETTLED: &str = "
     SELECT d.uidl FROM json_each(?4) AS j
-    JOIN delivery AS d
+    CROSS JOIN delivery AS d
       ON d.source = ?1 AND d.target = ?2 AND d.mailbox = ?3 AND d.uidl = j.value
     WHERE d.state IN ('copied', 'duplicate', 'skipped')
        OR (d.state = 'failed' AND d.attempts >= ?5)";

@@ -32,9 +32,10 @@ pub(crate) const UPSERT_TARGET_MESSAGE: &str = "
 const HAS_HASH: &str =
     "SELECT 1 FROM target_message WHERE target = ?1 AND mailbox = ?2 AND hash = ?3";
 
+/// CROSS JOIN keeps the list outer: one primary-key probe per hash.
 const HASHES_PRESENT: &str = "
     SELECT t.hash FROM json_each(?3) AS j
-    JOIN target_message AS t
+    CROSS JOIN target_message AS t
       ON t.target = ?1 AND t.mailbox = ?2 AND t.hash = unhex(j.value)";
 
 const TARGET_MESSAGES: &str = "
