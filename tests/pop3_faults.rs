@@ -744,3 +744,25 @@ async fn a_user_name_with_a_line_break_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_operation_dropped_half_way_poisons_the_session() {
+    within(async {
+        let (_fake, mut pop) = session_with(CAPA_FULL, |l| {
+            // Half a reply, then silence: the caller gives up first.
+            (l == "STAT").then(|| reply("+OK 1"))
+        })
+        .await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(200), pop.stat()).await;
+        assert!(gave_up.is_err(), "the fake never finishes the line");
+        assert!(!pop.is_usable());
+        let err = pop.noop().await.unwrap_err();
+        assert!(matches!(err, Pop3Error::Poisoned { .. }), "{err:?}");
+        assert_eq!(
+            err.class(),
+            ErrorClass::Transient,
+            "a new session is the cure"
+        );
+    })
+    .await;
+}

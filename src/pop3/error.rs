@@ -117,8 +117,10 @@ impl Pop3Error {
             | Pop3Error::NoApopTimestamp { .. }
             | Pop3Error::InvalidArgument { .. }
             | Pop3Error::Unsupported { .. }
-            | Pop3Error::Protocol { .. }
-            | Pop3Error::Poisoned { .. } => ErrorClass::Fatal,
+            | Pop3Error::Protocol { .. } => ErrorClass::Fatal,
+            // The cause was reported when it happened; a new session is the
+            // cure (this is also what a cancelled operation leaves behind).
+            Pop3Error::Poisoned { .. } => ErrorClass::Transient,
         }
     }
 
