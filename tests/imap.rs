@@ -104,7 +104,7 @@ async fn wrong_password_is_an_auth_error_quickly() {
         let mut account = dovecot_account(dovecot, &user, Security::Tls);
         account.password = PasswordSource::Inline(Secret::new("not-the-password"));
         let started = Instant::now();
-        let err = ImapSession::connect(&account).await.err().expect("refused");
+        let err = ImapSession::connect(&account).await.expect_err("refused");
         assert_eq!(err.class(), ErrorClass::Auth, "{err}");
         assert!(err.to_string().contains(&account.name), "{err}");
         assert!(!err.to_string().contains("not-the-password"), "{err}");
@@ -147,8 +147,7 @@ async fn creates_nested_non_ascii_mailboxes() {
         let err = imap
             .select("Nope/Missing")
             .await
-            .err()
-            .expect("no such mailbox");
+            .expect_err("no such mailbox");
         assert!(matches!(err, ImapError::Command { .. }), "{err}");
         imap.noop().await.expect("a NO leaves the session usable");
         imap.logout().await.unwrap();
@@ -411,7 +410,7 @@ async fn plaintext_login_refused_before_the_password_is_sent() {
         let fake = Fake::start(GREETING, false, after_login("LITERAL+", |_, _| vec![])).await;
         let mut account = fake.account();
         account.allow_plaintext = false;
-        let err = ImapSession::connect(&account).await.err().expect("refused");
+        let err = ImapSession::connect(&account).await.expect_err("refused");
         assert!(matches!(err, ImapError::PlaintextRefused { .. }), "{err}");
         assert_eq!(err.class(), ErrorClass::Fatal);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -427,7 +426,7 @@ async fn starttls_not_offered_is_refused_not_downgraded() {
         let fake = Fake::start(GREETING, false, after_login("", |_, _| vec![])).await;
         let mut account = fake.account();
         account.security = Security::Starttls;
-        let err = ImapSession::connect(&account).await.err().expect("refused");
+        let err = ImapSession::connect(&account).await.expect_err("refused");
         assert!(
             matches!(
                 err,
@@ -454,8 +453,7 @@ async fn greeting_bye_is_transient() {
         .await;
         let err = ImapSession::connect(&fake.account())
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(matches!(err, ImapError::Bye { .. }), "{err}");
         assert_eq!(err.class(), ErrorClass::Transient);
     })
@@ -487,7 +485,7 @@ async fn xoauth2_error_challenge_is_answered_and_becomes_an_auth_error() {
         .await;
         let mut account = fake.account();
         account.auth = AuthMechanism::Xoauth2;
-        let err = ImapSession::connect(&account).await.err().expect("refused");
+        let err = ImapSession::connect(&account).await.expect_err("refused");
         assert_eq!(err.class(), ErrorClass::Auth, "{err}");
         assert!(err.to_string().contains("fake-target"), "{err}");
         let wire = fake.received();
@@ -511,11 +509,11 @@ async fn untagged_garbage_is_a_desync_and_poisons_the_session() {
         )
         .await;
         let mut imap = session(&fake).await;
-        let err = imap.noop().await.err().expect("desync");
+        let err = imap.noop().await.expect_err("desync");
         assert!(matches!(err, ImapError::Protocol { .. }), "{err}");
         assert_eq!(err.class(), ErrorClass::Fatal);
         assert!(imap.is_broken());
-        let again = imap.noop().await.err().expect("not reused");
+        let again = imap.noop().await.expect_err("not reused");
         assert!(matches!(again, ImapError::Poisoned { .. }), "{again}");
     })
     .await;
@@ -531,7 +529,7 @@ async fn unknown_tag_is_a_desync() {
         )
         .await;
         let mut imap = session(&fake).await;
-        let err = imap.noop().await.err().expect("desync");
+        let err = imap.noop().await.expect_err("desync");
         assert!(matches!(err, ImapError::Protocol { .. }), "{err}");
         assert!(matches!(imap.noop().await, Err(ImapError::Poisoned { .. })));
     })
@@ -550,7 +548,7 @@ async fn literal_longer_than_the_data_then_close() {
         )
         .await;
         let mut imap = session(&fake).await;
-        let err = imap.uid_fetch(&[1]).await.err().expect("closed");
+        let err = imap.uid_fetch(&[1]).await.expect_err("closed");
         assert!(
             matches!(err, ImapError::Net(NetError::Closed { .. })),
             "{err}"
@@ -576,7 +574,7 @@ async fn huge_literal_is_refused_without_allocating() {
         )
         .await;
         let mut imap = session(&fake).await;
-        let err = imap.uid_fetch(&[1]).await.err().expect("too large");
+        let err = imap.uid_fetch(&[1]).await.expect_err("too large");
         assert!(matches!(err, ImapError::LiteralTooLarge { .. }), "{err}");
     })
     .await;
@@ -592,7 +590,7 @@ async fn endless_line_is_bounded() {
         )
         .await;
         let mut imap = session(&fake).await;
-        let err = imap.noop().await.err().expect("too long");
+        let err = imap.noop().await.expect_err("too long");
         assert!(
             matches!(err, ImapError::Net(NetError::LineTooLong { .. })),
             "{err}"
@@ -607,7 +605,7 @@ async fn a_stalled_server_times_out() {
         let fake = Fake::start(GREETING, false, after_login("", |_, _| vec![Act::Stall])).await;
         let mut imap = session(&fake).await;
         let started = Instant::now();
-        let err = imap.noop().await.err().expect("timeout");
+        let err = imap.noop().await.expect_err("timeout");
         assert!(
             matches!(err, ImapError::Net(NetError::Timeout { .. })),
             "{err}"

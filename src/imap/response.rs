@@ -89,7 +89,7 @@ pub struct Undecodable {
 /// Decodes the greeting `frame`.
 pub fn decode_greeting(frame: &[u8]) -> Result<GreetingReply, Undecodable> {
     let decode = |bytes: &[u8]| match GreetingCodec::new().decode(bytes) {
-        Ok((rest, greeting)) if rest.is_empty() => Some(greeting_reply(greeting)),
+        Ok((&[], greeting)) => Some(greeting_reply(greeting)),
         _ => None,
     };
     decode(frame)
@@ -126,7 +126,7 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, Undecodable> {
 
 fn decode_codec(frame: &[u8]) -> Option<Reply> {
     match ResponseCodec::new().decode(frame) {
-        Ok((rest, response)) if rest.is_empty() => Some(reply(response)),
+        Ok((&[], response)) => Some(reply(response)),
         _ => None,
     }
 }

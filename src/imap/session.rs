@@ -113,6 +113,16 @@ pub struct ImapSession {
     untagged: Vec<Untagged>,
 }
 
+impl std::fmt::Debug for ImapSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapSession")
+            .field("host", &self.host())
+            .field("account", &self.account)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Untagged responses kept per command at most; beyond that they are
 /// dropped (a long pipelined APPEND run produces one EXISTS per message).
 const MAX_UNTAGGED: usize = 100_000;
