@@ -268,6 +268,9 @@ impl ImapSession {
         msgs: &[&AppendMessage<'_>],
     ) -> Result<Request, ImapError> {
         let encoding = self.encoding;
+        // A NUL byte is not allowed in a plain literal (RFC 3501 §4.3);
+        // BINARY (RFC 3516) carries it in a literal8.
+        let binary = self.capabilities().has("BINARY");
         let mut command = self.command("APPEND").mailbox(wire, encoding)?;
         for msg in msgs {
             if msg.seen {
@@ -276,7 +279,11 @@ impl ImapSession {
             if let Some(date) = msg.internal_date.and_then(format_date_time) {
                 command = command.syntax(&format!("\"{date}\""));
             }
-            command = command.literal(msg.bytes);
+            command = if binary && msg.bytes.contains(&0) {
+                command.literal8(msg.bytes)
+            } else {
+                command.literal(msg.bytes)
+            };
         }
         Ok(command.finish())
     }

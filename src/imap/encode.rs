@@ -190,6 +190,15 @@ impl CommandBuilder {
         self
     }
 
+    /// Appends message bytes as a literal8 (`~{n}`, RFC 3516 §4.4), for a
+    /// message with NUL bytes to a server that offers BINARY.
+    pub fn literal8(mut self, data: &[u8]) -> Self {
+        self.current.extend_from_slice(b" ~");
+        self.push_literal(data);
+        let _ = write!(self.log, " ~{{{} bytes}}", data.len());
+        self
+    }
+
     /// Ends the command with CRLF.
     pub fn finish(mut self) -> Request {
         self.current.extend_from_slice(b"\r\n");

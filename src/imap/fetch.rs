@@ -77,10 +77,17 @@ impl ImapSession {
 
     /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE FLAGS INTERNALDATE
     /// BODY.PEEK[])`: whole messages, byte for byte, in UID order. UIDs
-    /// that no longer exist are simply missing.
+    /// that no longer exist are simply missing. With BINARY (RFC 3516)
+    /// `BINARY.PEEK[]` instead: a server may not send a NUL byte in a plain
+    /// literal (Dovecot turns it into 0x80), so only BINARY gives back
+    /// exactly what was stored — what the identity of a message is hashed on.
     pub async fn uid_fetch(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>, ImapError> {
-        self.fetch_items(uids, "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])")
-            .await
+        let items = if self.capabilities().has("BINARY") {
+            "(UID RFC822.SIZE FLAGS INTERNALDATE BINARY.PEEK[])"
+        } else {
+            "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])"
+        };
+        self.fetch_items(uids, items).await
     }
 
     async fn fetch_items(

@@ -11,7 +11,7 @@
 //!   ASCII text only, and a foreign-language `NO` is not a desync.
 
 use imap_codec::decode::Decoder;
-use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::core::{NString8, Vec1};
 use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::flag::FlagFetch;
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -240,6 +240,12 @@ fn fetch_data(seq: u32, items: Vec1<MessageDataItem<'_>>) -> FetchData {
             }
             | MessageDataItem::Rfc822(body) => {
                 data.body = Some(body.0.map(|s| s.as_ref().to_vec()).unwrap_or_default());
+            }
+            MessageDataItem::Binary { section, value } if section.is_empty() => {
+                data.body = Some(match value {
+                    NString8::NString(s) => s.0.map(|s| s.as_ref().to_vec()).unwrap_or_default(),
+                    NString8::Literal8(l) => l.data.into_owned(),
+                });
             }
             MessageDataItem::Flags(flags) => {
                 data.flags = Some(

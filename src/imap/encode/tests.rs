@@ -160,6 +160,21 @@ fn message_literals_carry_any_bytes() {
 }
 
 #[test]
+fn literal8_carries_nul_bytes() {
+    let msg = b"a\0b\r\n";
+    let req = CommandBuilder::new("A8", "APPEND", LiteralSupport::Plus)
+        .syntax("INBOX")
+        .literal8(msg)
+        .finish();
+    assert_eq!(wire(&req), b"A8 APPEND INBOX ~{5+}\r\na\0b\r\n\r\n");
+    let req = CommandBuilder::new("A9", "APPEND", LiteralSupport::SyncOnly)
+        .syntax("INBOX")
+        .literal8(msg)
+        .finish();
+    assert_eq!(req.parts[0], b"A9 APPEND INBOX ~{5}\r\n");
+}
+
+#[test]
 fn uid_sets_fold_runs() {
     assert_eq!(uid_set(&[]), "");
     assert_eq!(uid_set(&[5]), "5");

@@ -1,0 +1,131 @@
+//! State you can lose, against a real Dovecot: a deleted ledger, a ledger
+//! restored from an old backup, a target half-filled by another tool, a
+//! target mailbox recreated behind mailferry's back. Each ends exactly once.
+
+mod support;
+
+use std::path::Path;
+
+use support::dovecot::shared;
+use support::e2e::{as_copied, corpus, count, sorted, sync, write_config, RouteSpec};
+
+fn route<'a>(
+    from: &'a support::dovecot::User,
+    to: &'a support::dovecot::User,
+) -> [RouteSpec<'a>; 1] {
+    [RouteSpec {
+        from,
+        to,
+        mailbox: "INBOX",
+        delete: "\"never\"",
+    }]
+}
+
+/// Removes the ledger and its WAL files.
+fn remove_ledger(dir: &Path) {
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+#[test]
+fn deleted_ledger_appends_nothing() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("lsrc"), dovecot.user("ldst"));
+    let mail = corpus("lost", 60);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    sync(&config, &[], 0);
+    remove_ledger(dir.path());
+    let reports = sync(&config, &[], 0);
+    assert_eq!(count(&reports[0], "copied"), 0, "{reports:?}");
+    assert_eq!(count(&reports[0], "duplicates"), mail.len() as u64);
+    assert_eq!(dovecot.count(&dst, "INBOX"), mail.len());
+}
+
+#[test]
+fn half_copied_by_another_tool_is_completed_exactly_once() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("hsrc"), dovecot.user("hdst"));
+    let mail = corpus("half", 60);
+    dovecot.load(&src, "INBOX", &mail);
+    // Another tool copied every third message already.
+    let earlier: Vec<Vec<u8>> = mail.iter().step_by(3).map(|m| as_copied(m)).collect();
+    dovecot.load(&dst, "INBOX", &earlier);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "duplicates"),
+        earlier.len() as u64,
+        "{reports:?}"
+    );
+    assert_eq!(
+        count(&reports[0], "copied"),
+        (mail.len() - earlier.len()) as u64
+    );
+    let want = sorted(mail.iter().map(|m| as_copied(m)).collect());
+    assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), want);
+}
+
+#[test]
+fn ledger_restored_from_an_old_backup_appends_only_what_is_missing() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("bsrc"), dovecot.user("bdst"));
+    let first = corpus("backup-a", 20);
+    dovecot.load(&src, "INBOX", &first);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    sync(&config, &[], 0);
+    let backup = tempfile::tempdir().unwrap();
+    for name in ["ledger.db", "ledger.db-wal"] {
+        if dir.path().join(name).exists() {
+            std::fs::copy(dir.path().join(name), backup.path().join(name)).unwrap();
+        }
+    }
+    let later = corpus("backup-b", 15);
+    dovecot.load(&src, "INBOX", &later);
+    sync(&config, &[], 0);
+    // Restore the old ledger: it knows nothing of the 15 later copies.
+    remove_ledger(dir.path());
+    for name in ["ledger.db", "ledger.db-wal"] {
+        if backup.path().join(name).exists() {
+            std::fs::copy(backup.path().join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    let reports = sync(&config, &[], 0);
+    assert_eq!(count(&reports[0], "copied"), 0, "{reports:?}");
+    assert_eq!(count(&reports[0], "duplicates"), later.len() as u64);
+    assert_eq!(dovecot.count(&dst, "INBOX"), first.len() + later.len());
+}
+
+#[test]
+fn mailbox_recreated_with_the_same_mail_appends_nothing() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("rsrc"), dovecot.user("rdst"));
+    let mail = corpus("recreated", 25);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    sync(&config, &[], 0);
+    // The target mailbox is rebuilt from its own messages: new UIDVALIDITY.
+    let held = dovecot.messages(&dst, "INBOX");
+    std::fs::remove_dir_all(dovecot.maildir_root(&dst)).unwrap();
+    dovecot.load(&dst, "INBOX", &held);
+    let more = corpus("recreated-more", 5);
+    dovecot.load(&src, "INBOX", &more);
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "copied"),
+        more.len() as u64,
+        "{reports:?}"
+    );
+    let mut want: Vec<Vec<u8>> = mail
+        .iter()
+        .chain(more.iter())
+        .map(|m| as_copied(m))
+        .collect();
+    want.sort();
+    assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), want);
+}
