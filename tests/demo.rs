@@ -213,7 +213,10 @@ fn demo_script_copies_once_and_stop_leaves_nothing_behind() {
     let stopped = run_script(Some("stop"), &demo_dir, &ports, &stop_log, STOP_TIMEOUT);
     let stop_output = fs::read_to_string(&stop_log).unwrap_or_default();
     let stopped = stopped.unwrap_or_else(|e| panic!("scripts/demo stop {e}:\n{stop_output}"));
-    assert!(stopped.success(), "scripts/demo stop: {stopped}:\n{stop_output}");
+    assert!(
+        stopped.success(),
+        "scripts/demo stop: {stopped}:\n{stop_output}"
+    );
     assert!(!running(master), "Dovecot master {master} survived stop");
     let left = processes_mentioning(&title);
     assert!(left.is_empty(), "processes of {instance} left: {left:?}");
