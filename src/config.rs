@@ -224,6 +224,17 @@ pub enum DeletePolicy {
     AfterDays(u32),
 }
 
+impl fmt::Display for DeletePolicy {
+    /// As written in the config file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeletePolicy::Never => f.write_str("never"),
+            DeletePolicy::AfterCopy => f.write_str("after-copy"),
+            DeletePolicy::AfterDays(days) => write!(f, "{{ after_days = {days} }}"),
+        }
+    }
+}
+
 /// What makes two messages "the same" for deduplication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

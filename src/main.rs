@@ -4,6 +4,7 @@
 //! Exit codes: 0 all done, 1 some messages failed or were skipped, 2 usage or
 //! config error, 3 a route could not run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,7 +69,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // Progress bars own the terminal during an interactive sync: only
+    // warnings interleave with them unless -v asks for more.
+    let bars =
+        matches!(cli.command, Command::Sync { .. }) && !cli.json && std::io::stderr().is_terminal();
+    init_logging(cli.verbose, cli.quiet, bars);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -91,8 +96,9 @@ fn chain(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
-fn init_logging(verbose: u8, quiet: u8) {
+fn init_logging(verbose: u8, quiet: u8, quiet_by_default: bool) {
     let level = match (verbose, quiet) {
+        (0, 0) if quiet_by_default => "warn",
         (0, 0) => "info",
         (1, _) => "debug",
         (v, _) if v >= 2 => "trace",
@@ -103,6 +109,7 @@ fn init_logging(verbose: u8, quiet: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -179,6 +179,6 @@ fn unknown_route_is_a_usage_error() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no route named \"nope\" (routes: old->new)")
+        String::from_utf8_lossy(&out.stderr).contains("no route named \"nope\" (routes: old:new)")
     );
 }

@@ -160,7 +160,7 @@ fn daemon_mirrors_reloads_reports_and_stops_cleanly() {
     // status reads the ledger while the daemon holds it; metrics match it.
     let status = mailferry(&path, &["--json", "status"]);
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
-    let route_a = format!("{}->{}", a.name, dst.name);
+    let route_a = format!("{}:{}", a.name, dst.name);
     let in_ledger = doc["routes"]
         .as_array()
         .unwrap()

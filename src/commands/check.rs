@@ -29,12 +29,14 @@ pub async fn run(config: &Config, json: bool, offline: bool) -> u8 {
             checks.push(check_source(account).await);
         }
         for (i, account) in config.targets.iter().enumerate() {
-            let mailboxes: Vec<&str> = config
+            let mut mailboxes: Vec<&str> = config
                 .routes
                 .iter()
                 .filter(|r| r.target == i)
                 .map(|r| r.mailbox.as_str())
                 .collect();
+            mailboxes.sort_unstable();
+            mailboxes.dedup();
             checks.push(check_target(account, &mailboxes).await);
         }
     }
@@ -141,7 +143,7 @@ fn print_human(config: &Config, checks: &[AccountCheck], offline: bool) {
         let from = &config.sources[r.source].name;
         let to = &config.targets[r.target].name;
         println!(
-            "route {:?}: {from} -> {to} mailbox {:?}, delete {:?}",
+            "route {:?}: {from} -> {to} mailbox {:?}, delete {}",
             r.name, r.mailbox, r.delete
         );
     }

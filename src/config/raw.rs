@@ -375,8 +375,9 @@ fn routes(
                 return invalid(n.span(), "key `name` of [[route]] is empty".into())
             }
             Some(n) => n.get_ref().clone(),
-            None if mailbox == "INBOX" => format!("{}->{}", r.from.get_ref(), r.to.get_ref()),
-            None => format!("{}->{}:{mailbox}", r.from.get_ref(), r.to.get_ref()),
+            // "from:to": safe to type in a shell, unlike "->".
+            None if mailbox == "INBOX" => format!("{}:{}", r.from.get_ref(), r.to.get_ref()),
+            None => format!("{}:{}:{mailbox}", r.from.get_ref(), r.to.get_ref()),
         };
         if names.insert(name.clone(), ()).is_some() {
             let span = r.name.as_ref().map_or(r.from.span(), |n| n.span());

@@ -54,7 +54,7 @@ fn good_config_gets_defaults() {
     assert_eq!(s.timeout, Duration::from_secs(60));
     assert_eq!(c.targets[0].port, 143);
     let r = &c.routes[0];
-    assert_eq!(r.name, "old->new");
+    assert_eq!(r.name, "old:new");
     assert_eq!(r.mailbox, "INBOX");
     assert_eq!(r.delete, DeletePolicy::AfterDays(14));
     assert_eq!(r.interval, Duration::from_secs(600));
@@ -196,7 +196,7 @@ fn duplicate_route_needs_a_name() {
     assert!(ok
         .select_routes(&["third".into()])
         .unwrap_err()
-        .contains("old->new, second"));
+        .contains("old:new, second"));
 }
 
 #[test]

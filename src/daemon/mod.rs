@@ -21,7 +21,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::retry::{ErrorClass, RouteBackoff};
 use crate::sync::pass::{PassOptions, PassReport};
 use crate::sync::plan::plan;
-use crate::sync::runner::{attempt, join_all};
+use crate::sync::runner::{attempt, join_all, mailbox_key};
 use crate::sync::SharedLedger;
 
 pub use metrics::Metrics;
@@ -67,22 +67,25 @@ pub async fn run(
                 .collect(),
         );
         let generation = stop.child_token();
-        let locks: HashMap<usize, Arc<AsyncMutex<()>>> = (0..config.sources.len())
-            .map(|i| (i, Arc::default()))
-            .collect();
-        let loops: Vec<_> = (0..config.routes.len())
-            .map(|i| {
-                let lock = locks[&config.routes[i].source].clone();
-                route_loop(
-                    config.clone(),
-                    i,
-                    ledger.clone(),
-                    lock,
-                    metrics.clone(),
-                    generation.clone(),
-                )
-            })
-            .collect();
+        let mut source_locks: HashMap<usize, Arc<AsyncMutex<()>>> = HashMap::new();
+        let mut mailbox_locks: HashMap<(String, String), Arc<AsyncMutex<()>>> = HashMap::new();
+        let mut loops = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let turns = Turns {
+                source: source_locks.entry(route.source).or_default().clone(),
+                mailbox: mailbox_locks
+                    .entry(mailbox_key(&config, route))
+                    .or_default()
+                    .clone(),
+            };
+            let (cfg, led, met, gen) = (
+                config.clone(),
+                ledger.clone(),
+                metrics.clone(),
+                generation.clone(),
+            );
+            loops.push(route_loop(cfg, i, led, turns, met, gen));
+        }
         let mut all = std::pin::pin!(join_all(loops));
         let next = loop {
             tokio::select! {
@@ -106,12 +109,21 @@ pub async fn run(
     }
 }
 
+/// The locks a route takes for a pass: its source's (POP3 locks the
+/// maildrop) then its target mailbox's (dedup and intents need one writer).
+/// Always in that order, and a mailbox lock is never held while waiting for a
+/// source lock, so routes cannot deadlock.
+struct Turns {
+    source: Arc<AsyncMutex<()>>,
+    mailbox: Arc<AsyncMutex<()>>,
+}
+
 /// One route, pass after pass, until `stop`.
 async fn route_loop(
     config: Arc<Config>,
     index: usize,
     ledger: SharedLedger,
-    source_lock: Arc<AsyncMutex<()>>,
+    turns: Turns,
     metrics: Metrics,
     stop: CancellationToken,
 ) {
@@ -130,8 +142,12 @@ async fn route_loop(
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => return,
         }
-        let _turn = tokio::select! {
-            guard = source_lock.lock() => guard,
+        let _source_turn = tokio::select! {
+            guard = turns.source.lock() => guard,
+            () = stop.cancelled() => return,
+        };
+        let _mailbox_turn = tokio::select! {
+            guard = turns.mailbox.lock() => guard,
             () = stop.cancelled() => return,
         };
         let mut report = PassReport::default();

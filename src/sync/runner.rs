@@ -2,7 +2,7 @@
 //! source one after another (POP3 locks the maildrop), different sources side
 //! by side, and a run record in the ledger for every attempt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -54,8 +54,10 @@ impl From<&RouteError> for RouteErrorReport {
     }
 }
 
-/// Runs one pass of each route, retrying transient failures; routes from one
-/// source run in order, sources in parallel. Outcomes are in config order.
+/// Runs one pass of each route, retrying transient failures. Routes that
+/// share a source (POP3 locks the maildrop) or a target mailbox (dedup and
+/// intents must see one writer at a time) run one after another; the rest in
+/// parallel. Outcomes are in the order of `routes`.
 pub async fn sync_routes(
     config: &Config,
     routes: &[&Route],
@@ -63,11 +65,11 @@ pub async fn sync_routes(
     options: &PassOptions,
     cancel: &CancellationToken,
 ) -> Vec<RouteOutcome> {
-    let mut by_source: BTreeMap<usize, Vec<(usize, &Route)>> = BTreeMap::new();
-    for (i, route) in routes.iter().enumerate() {
-        by_source.entry(route.source).or_default().push((i, route));
+    let mut groups: BTreeMap<usize, Vec<(usize, &Route)>> = BTreeMap::new();
+    for (i, group) in conflict_groups(config, routes).into_iter().enumerate() {
+        groups.entry(group).or_default().push((i, routes[i]));
     }
-    let groups = by_source.into_values().map(|group| async move {
+    let runs = groups.into_values().map(|group| async move {
         let mut done = Vec::new();
         for (i, route) in group {
             done.push((i, sync_route(config, route, ledger, options, cancel).await));
@@ -75,9 +77,45 @@ pub async fn sync_routes(
         done
     });
     let mut outcomes: Vec<(usize, RouteOutcome)> =
-        join_all(groups).await.into_iter().flatten().collect();
+        join_all(runs).await.into_iter().flatten().collect();
     outcomes.sort_by_key(|(i, _)| *i);
     outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+/// The key of a target mailbox for "same mailbox": INBOX is case-insensitive
+/// (RFC 3501 §5.1), other names are not.
+pub fn mailbox_key(config: &Config, route: &Route) -> (String, String) {
+    let mailbox = if route.mailbox.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        route.mailbox.clone()
+    };
+    (config.targets[route.target].name.clone(), mailbox)
+}
+
+/// For each route, the number of its group: routes linked by a shared
+/// source or a shared target mailbox (transitively) are in one group.
+fn conflict_groups(config: &Config, routes: &[&Route]) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..routes.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut by_source: HashMap<usize, usize> = HashMap::new();
+    let mut by_mailbox: HashMap<(String, String), usize> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        for first in [
+            *by_source.entry(route.source).or_insert(i),
+            *by_mailbox.entry(mailbox_key(config, route)).or_insert(i),
+        ] {
+            let (a, b) = (root(&mut parent, first), root(&mut parent, i));
+            parent[a] = b;
+        }
+    }
+    (0..routes.len()).map(|i| root(&mut parent, i)).collect()
 }
 
 /// Polls a set of futures to completion concurrently on this task.
@@ -215,4 +253,43 @@ pub(crate) async fn attempt(
         ledger.call(|l| l.finish_run(run, &report.counts, error))?;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_sharing_a_source_or_a_mailbox_take_turns() {
+        let mut text = String::new();
+        for s in ["a", "b", "c", "d"] {
+            text += &format!(
+                "[[source]]\nname = \"{s}\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\n"
+            );
+        }
+        for t in ["x", "y"] {
+            text += &format!(
+                "[[target]]\nname = \"{t}\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\n"
+            );
+        }
+        // a and b meet in x/INBOX (one spelled "inbox"); b and c share nothing
+        // but c shares its source with nobody; d feeds y twice.
+        for (from, to, mailbox, name) in [
+            ("a", "x", "INBOX", "r0"),
+            ("b", "x", "inbox", "r1"),
+            ("c", "x", "Other", "r2"),
+            ("d", "y", "INBOX", "r3"),
+            ("d", "y", "Archive", "r4"),
+        ] {
+            text += &format!("[[route]]\nname = \"{name}\"\nfrom = \"{from}\"\nto = \"{to}\"\nmailbox = \"{mailbox}\"\n");
+        }
+        let config = Config::from_str(&text, std::path::Path::new("t.toml")).unwrap();
+        let routes: Vec<&Route> = config.routes.iter().collect();
+        let g = conflict_groups(&config, &routes);
+        assert_eq!(g[0], g[1], "same mailbox, INBOX in any case");
+        assert_ne!(g[0], g[2]);
+        assert_eq!(g[3], g[4], "same source");
+        assert_ne!(g[2], g[3]);
+        assert_ne!(g[0], g[3]);
+    }
 }
