@@ -58,7 +58,8 @@ pub(crate) fn normalise(raw: &[u8], drop_ignored: bool, emit: &mut impl FnMut(&[
     out.flush(emit);
 }
 
-/// The message with every line ending made CRLF (see [`normalise`]);
+/// The message with every line ending made CRLF (the line-ending rule of the
+/// [module](crate::message) doc; nothing else changes, no field is dropped);
 /// borrowed when it already is, which is the common case on the wire.
 pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
     if Lines::new(raw).all(|line| line.ending.is_canonical()) {
