@@ -32,8 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     ledger.record_seen(&route, &seen)?;
     println!("record 100,000 seen (1 transaction): {:?}", t.elapsed());
-    let dups: Vec<(&str, Outcome<'_>)> =
-        uidls.iter().map(|u| (u.as_str(), Outcome::Duplicate)).collect();
+    let dups: Vec<(&str, Outcome<'_>)> = uidls
+        .iter()
+        .map(|u| (u.as_str(), Outcome::Duplicate))
+        .collect();
     let t = Instant::now();
     ledger.record_outcomes(&route, &dups)?;
     println!("record 100,000 outcomes (1 transaction): {:?}", t.elapsed());
