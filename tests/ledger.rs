@@ -505,10 +505,9 @@ fn uidvalidity_change_forgets_uids_keeps_hashes() -> TestResult {
         UidValidityChange::Changed { old: seven }
     );
     assert_eq!(l.uidvalidity("new", "INBOX")?, Some(eight));
-    let after = l.target_messages("new", "INBOX")?;
-    assert!(after.iter().all(|m| m.uid.is_none()));
-    assert_eq!(after.len(), 2);
-    assert!(l.has_hash("new", "INBOX", &hash(1))?);
+    // The recreated mailbox is unknown until reconciled.
+    assert!(l.target_messages("new", "INBOX")?.is_empty());
+    assert!(!l.has_hash("new", "INBOX", &hash(1))?);
     // An APPENDUID under the old UIDVALIDITY is not recorded as a UID.
     copy(&mut l, &inbox(), "m2", hash(2), 6)?;
     let m2 = l

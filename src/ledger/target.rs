@@ -18,7 +18,11 @@ const SET_UIDVALIDITY: &str = "
     INSERT INTO target_mailbox (target, mailbox, uidvalidity, updated_ms) VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT DO UPDATE SET uidvalidity = excluded.uidvalidity, updated_ms = excluded.updated_ms";
 
-const FORGET_UIDS: &str = "UPDATE target_message SET uid = NULL WHERE target = ?1 AND mailbox = ?2";
+/// A renumbered mailbox was recreated or rebuilt: what the ledger recorded
+/// of the old one says nothing about the new one (trusting it would make a
+/// message "duplicate" of a copy that is gone). The engine reconciles the
+/// new mailbox and records what it finds.
+const FORGET_MAILBOX: &str = "DELETE FROM target_message WHERE target = ?1 AND mailbox = ?2";
 
 /// A new UID or size replaces the recorded one; an unknown one keeps it.
 pub(crate) const UPSERT_TARGET_MESSAGE: &str = "
@@ -55,10 +59,10 @@ impl Ledger {
     }
 
     /// Records the UIDVALIDITY a SELECT returned. When it differs from the
-    /// recorded one, every recorded UID of the mailbox is forgotten (they
-    /// name other messages now) but the hashes are kept: they say what the
-    /// mailbox held, which is still the best guess until the caller
-    /// reconciles the mailbox, as [`UidValidityChange::Changed`] asks.
+    /// recorded one, everything recorded of the mailbox's messages is
+    /// forgotten (the mailbox was recreated: its UIDs name other messages and
+    /// its old content may be gone); the caller reconciles the mailbox, as
+    /// [`UidValidityChange::Changed`] asks. Deliveries stay settled.
     pub fn set_uidvalidity(
         &mut self,
         target: &str,
@@ -83,8 +87,8 @@ impl Ledger {
         )
         .ctx(path, "record UIDVALIDITY")?;
         if matches!(change, UidValidityChange::Changed { .. }) {
-            tx.execute(FORGET_UIDS, params![target, mailbox])
-                .ctx(path, "forget stale UIDs")?;
+            tx.execute(FORGET_MAILBOX, params![target, mailbox])
+                .ctx(path, "forget the renumbered mailbox")?;
         }
         tx.commit().ctx(path, "commit UIDVALIDITY")?;
         Ok(change)

@@ -156,8 +156,8 @@ pub enum UidValidityChange {
     /// The ledger had no UIDVALIDITY for this mailbox: reconcile if it is not empty.
     First,
     Unchanged,
-    /// The mailbox was recreated or renumbered: recorded UIDs were forgotten;
-    /// reconcile before trusting the recorded hashes.
+    /// The mailbox was recreated or renumbered: what was recorded of its
+    /// messages was forgotten; reconcile it.
     Changed {
         old: NonZeroU32,
     },

@@ -581,3 +581,28 @@ async fn equal_sizes_cost_bodies_only_where_sizes_meet() {
     );
     assert_eq!(imap.bodies(), sorted(&mail));
 }
+
+#[tokio::test]
+async fn after_a_recreated_mailbox_later_passes_do_not_trust_the_old_record() {
+    let rig = rig();
+    let mail = corpus(8);
+    let imap = FakeImap::new();
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    pass(&rig, &p, &pop_of(&mail[..4]), &imap).await.0.unwrap();
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.messages.clear();
+        mb.uidvalidity = 9;
+    }
+    // One pass sees the change, the next one is "unchanged": neither may
+    // take the old mailbox's content for the new one's.
+    pass(&rig, &p, &pop_of(&[]), &imap).await.0.unwrap();
+    let renamed: Vec<(String, Vec<u8>)> = mail
+        .iter()
+        .map(|(u, b)| (format!("again-{u}"), b.clone()))
+        .collect();
+    let (r, report) = pass(&rig, &p, &pop_of(&renamed), &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.duplicates), (8, 0));
+    assert_eq!(imap.bodies(), sorted(&mail));
+}
