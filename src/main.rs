@@ -28,11 +28,23 @@ struct Cli {
     /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     /// Less log detail on stderr (-q warnings only, -qq errors only)
     #[arg(long, short = 'q', global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     quiet: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines look.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// For people
+    Human,
+    /// One JSON object per line, for log collectors
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,7 +85,7 @@ fn main() -> ExitCode {
     // warnings interleave with them unless -v asks for more.
     let bars =
         matches!(cli.command, Command::Sync { .. }) && !cli.json && std::io::stderr().is_terminal();
-    init_logging(cli.verbose, cli.quiet, bars);
+    init_logging(cli.verbose, cli.quiet, bars, cli.log_format);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -96,7 +108,7 @@ fn chain(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
-fn init_logging(verbose: u8, quiet: u8, quiet_by_default: bool) {
+fn init_logging(verbose: u8, quiet: u8, quiet_by_default: bool, format: LogFormat) {
     let level = match (verbose, quiet) {
         (0, 0) if quiet_by_default => "warn",
         (0, 0) => "info",
@@ -106,12 +118,14 @@ fn init_logging(verbose: u8, quiet: u8, quiet_by_default: bool) {
         _ => "error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {

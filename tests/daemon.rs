@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::dovecot::{shared, Dovecot, User};
+use support::proxy::{Dir, Plan, Proxy};
 
 fn account(kind: &str, user: &User, port: u16, ca: &Path) -> String {
     format!(
@@ -29,13 +30,26 @@ fn config(
     dst: &User,
     metrics: u16,
 ) -> String {
+    let ports = vec![dovecot.pop3s_port(); sources.len()];
+    config_via(dir, dovecot, sources, &ports, dst, metrics)
+}
+
+/// Like [`config`], each source at its own POP3S port (a proxy's, say).
+fn config_via(
+    dir: &Path,
+    dovecot: &Dovecot,
+    sources: &[(&User, &str)],
+    pop3_ports: &[u16],
+    dst: &User,
+    metrics: u16,
+) -> String {
     let ca = dovecot.ca_file();
     let mut text = format!(
         "[ledger]\npath = \"{}\"\n\n[daemon]\nmetrics = \"127.0.0.1:{metrics}\"\n",
         dir.join("ledger.db").display()
     );
-    for (user, _) in sources {
-        text += &account("source", user, dovecot.pop3s_port(), &ca);
+    for ((user, _), port) in sources.iter().zip(pop3_ports) {
+        text += &account("source", user, *port, &ca);
     }
     text += &account("target", dst, dovecot.imaps_port(), &ca);
     for (user, mailbox) in sources {
@@ -226,4 +240,83 @@ fn daemon_mirrors_reloads_reports_and_stops_cleanly() {
         (dovecot.count(&dst, "INBOX"), dovecot.count(&dst, "FromB")),
         (8, 4)
     );
+}
+
+#[test]
+fn an_unreachable_source_backs_off_while_the_others_go_on() {
+    let dovecot = shared();
+    let (up, down, dst) = (
+        dovecot.user("up"),
+        dovecot.user("down"),
+        dovecot.user("udst"),
+    );
+    dovecot.load(&up, "INBOX", &mail("up", 3));
+    dovecot.load(&down, "INBOX", &mail("down", 4));
+    // Every connection to the second source is reset at once, until healed.
+    let proxy = Proxy::start(dovecot.pop3s_port(), |_| Plan::reset(Dir::Down, 0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailferry.toml");
+    let sources = [(&up, "INBOX"), (&down, "Down")];
+    let ports = [dovecot.pop3s_port(), proxy.port()];
+    std::fs::write(
+        &path,
+        config_via(dir.path(), dovecot, &sources, &ports, &dst, free_port()),
+    )
+    .unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(["--log-format", "json", "--config"])
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(60);
+    wait_for(limit, "the reachable source", &log_path, || {
+        dovecot.count(&dst, "INBOX") == 3
+    });
+    wait_for(limit, "a few failed attempts", &log_path, || {
+        proxy.connections() >= 3
+    });
+    dovecot.load(&up, "INBOX", &mail("up-late", 2));
+    wait_for(
+        limit,
+        "more mail from the reachable source",
+        &log_path,
+        || dovecot.count(&dst, "INBOX") == 5,
+    );
+    assert_eq!(dovecot.count(&dst, "Down"), 0);
+
+    proxy.set_plans(|_| Plan::pass());
+    wait_for(limit, "the source to recover", &log_path, || {
+        dovecot.count(&dst, "Down") == 4
+    });
+
+    signal(&daemon, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let failures: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "pass failed")
+        .collect();
+    assert!(failures.len() >= 2, "{log}");
+    assert!(
+        failures.iter().all(|l| l["route"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&down.name))),
+        "{log}"
+    );
+    assert!(!log.contains(&down.password) && !log.contains(&up.password));
 }

@@ -166,7 +166,12 @@ async fn route_loop(
                     route = %plan.name, copied = report.counts.copied, duplicates = report.counts.duplicates,
                     failed = report.counts.failed, deleted = report.counts.deleted, "pass done"
                 );
-                interval.mul_f64(0.9 + 0.2 * random_fraction())
+                // A server's LOGIN-DELAY is the shortest interval it allows.
+                let floor = report.login_delay.unwrap_or_default();
+                interval
+                    .max(floor)
+                    .mul_f64(0.9 + 0.2 * random_fraction())
+                    .max(floor)
             }
             Err(e) => {
                 let wait = match e.class {

@@ -103,6 +103,10 @@ impl MailSource for Pop3Source {
         Ok(marked)
     }
 
+    fn login_delay(&self) -> Option<std::time::Duration> {
+        self.session.capabilities().login_delay
+    }
+
     async fn quit(self) {
         // Nothing was marked for deletion, so the outcome changes nothing.
         let _ = self.session.quit().await;

@@ -94,6 +94,9 @@ pub struct PassReport {
     pub would_copy_bytes: u64,
     /// Dry run: messages that would be deleted from the source.
     pub would_delete: u64,
+    /// The source's LOGIN-DELAY: the daemon polls no more often than that.
+    #[serde(skip)]
+    pub login_delay: Option<std::time::Duration>,
     /// Target messages the ledger did not know whose bodies were fetched to
     /// compare with a source message of the same size.
     pub target_bodies_fetched: u64,
@@ -130,6 +133,7 @@ where
         crate::sync::intents::resolve(plan, &state, target, ledger, report).await?;
     }
     let mut source = connect_source().await?;
+    report.login_delay = source.login_delay();
     let result = transfer(
         plan,
         &(state, change),

@@ -67,6 +67,12 @@ pub trait MailSource {
 
     /// Ends the session without deleting anything.
     async fn quit(self);
+
+    /// The shortest time the server allows between logins (RFC 2449 §6.5
+    /// LOGIN-DELAY), when it says.
+    fn login_delay(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A selected target mailbox's identity, as SELECT reports it.
