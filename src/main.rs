@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use mailferry::commands::{self, exit, sync::SyncArgs, sync::SyncCommandError};
@@ -71,6 +71,13 @@ enum Command {
         #[arg(long)]
         deep: bool,
     },
+    /// Print a shell completion script (e.g. `mailferry completions bash > /etc/bash_completion.d/mailferry`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; e.g. `mailferry man | man -l -`)
+    Man,
     /// Validate the config and log in to every account, changing nothing
     Check {
         /// Only validate the config; don't connect
@@ -129,8 +136,22 @@ fn init_logging(verbose: u8, quiet: u8, quiet_by_default: bool, format: LogForma
 }
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
+    // These need no config.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "mailferry", &mut std::io::stdout());
+            return Ok(exit::DONE);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(exit::DONE);
+        }
+        _ => {}
+    }
     let config = Config::locate_and_load(cli.config.as_deref())?;
     match &cli.command {
+        Command::Completions { .. } | Command::Man => Ok(exit::DONE),
         Command::Check { offline } => {
             let (json, offline) = (cli.json, *offline);
             Ok(runtime()?.block_on(commands::check::run(&config, json, offline)))

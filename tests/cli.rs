@@ -182,3 +182,24 @@ fn unknown_route_is_a_usage_error() {
         String::from_utf8_lossy(&out.stderr).contains("no route named \"nope\" (routes: old:new)")
     );
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = mailferry(&["completions", shell], dir.path());
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("mailferry") && text.contains("dry-run"),
+            "{shell}: {text}"
+        );
+    }
+    let out = mailferry(&["man"], dir.path());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && page.contains(".TH mailferry 1"),
+        "{page}"
+    );
+    assert!(page.contains("verify"), "{page}");
+}
