@@ -257,7 +257,11 @@ fn run(listener: std::net::TcpListener, shared: Shared, stop: CancellationToken)
                 a = listener.accept() => a,
                 () = stop.cancelled() => return,
             };
-            let Ok((client, _)) = accepted else { continue };
+            let Ok((client, _)) = accepted else {
+                // Out of file descriptors, say: don't spin on it.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
             let conn = shared.stats.connections.fetch_add(1, Ordering::SeqCst);
             let plan = (shared.plans.lock().expect("plans lock"))(conn);
             shared.stats.open.fetch_add(1, Ordering::SeqCst);
