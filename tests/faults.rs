@@ -511,6 +511,54 @@ fn stalled_tls_handshake_times_out() {
     m.migrated().unwrap();
 }
 
+/// The server stored the MULTIAPPEND and its tagged reply stops after
+/// `[APPENDUID`: the client's read timeout ends the wait mid-line, and the
+/// retry finds the stored messages instead of appending them again.
+#[test]
+fn append_reply_stalled_mid_line_times_out() {
+    let m = Migration::new("replystall", marked_corpus("replystall", "STALL-END", None));
+    let dovecot = shared();
+    let pop3 = Proxy::start(dovecot.pop3_port(), |_| Plan::pass());
+    let imap = Proxy::start(dovecot.imap_port(), |conn| {
+        let mid_reply = At::After {
+            needle: b"[APPENDUID".to_vec(),
+            nth: 0,
+            extra: 0,
+        };
+        match conn {
+            0 => Plan::pass().with(Dir::Down, mid_reply, Kind::Stall(Duration::from_secs(6))),
+            _ => Plan::pass(),
+        }
+    });
+    let run = Run::sync(&m.config(&plain_via(&pop3, &imap, "2s")));
+    assert_eq!(run.code, 0, "{}", run.show());
+    assert_eq!(imap.fired().len(), 1, "{:?}", imap.fired());
+    assert!(run.number("intents_found") >= 1, "{}", run.show());
+    m.migrated().unwrap();
+}
+
+/// Every reply on both sides arrives one byte per segment: the readers
+/// reassemble greetings, multi-line listings, RETR bodies and tagged
+/// replies from 1-byte reads.
+#[test]
+fn replies_sliced_into_single_bytes() {
+    let m = Migration::new("sliced", marked_corpus("sliced", "SLICED-END", None));
+    let dovecot = shared();
+    let sliced = |_| {
+        let slice = Kind::Slice {
+            pause: Duration::ZERO,
+        };
+        Plan::pass().with(Dir::Down, At::Byte(0), slice)
+    };
+    let pop3 = Proxy::start(dovecot.pop3_port(), sliced);
+    let imap = Proxy::start(dovecot.imap_port(), sliced);
+    let run = Run::sync(&m.config(&plain_via(&pop3, &imap, "20s")));
+    assert_eq!(run.code, 0, "{}", run.show());
+    assert_eq!(run.route()["attempts"].as_u64(), Some(1), "{}", run.show());
+    assert!(pop3.fired().len() == 1 && imap.fired().len() == 1);
+    m.migrated().unwrap();
+}
+
 // ---------------------------------------------------------------- random cuts
 
 /// Bytes every connection carries before any mail: TLS handshake, greeting,
