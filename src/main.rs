@@ -38,6 +38,17 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Copy the ledger to FILE (safe while the daemon runs)
+    Backup {
+        /// A new file
+        file: PathBuf,
+    },
+    /// Check the ledger's integrity and count what it holds
+    Check,
+}
+
 /// How log lines look.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum LogFormat {
@@ -60,6 +71,16 @@ enum Command {
     },
     /// Keep every route mirrored on its interval until SIGINT or SIGTERM
     Run,
+    /// Find which source messages are already on the targets (after a lost
+    /// ledger, or mail copied by another tool); copy and delete nothing
+    Reconcile {
+        /// Only this route (repeatable)
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
+    },
+    /// Look after the ledger file
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Show per-route counts, pending work and the last run from the ledger
     Status,
     /// Prove against the live targets that every copied message is there
@@ -152,14 +173,21 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let config = Config::locate_and_load(cli.config.as_deref())?;
     match &cli.command {
         Command::Completions { .. } | Command::Man => Ok(exit::DONE),
+        Command::Ledger(what) => Ok(commands::ledger::run(&config, what_ledger(what), cli.json)?),
         Command::Check { offline } => {
             let (json, offline) = (cli.json, *offline);
             Ok(runtime()?.block_on(commands::check::run(&config, json, offline)))
         }
-        Command::Sync { routes, dry_run } => {
+        Command::Sync { .. } | Command::Reconcile { .. } => {
+            let (routes, dry_run, reconcile) = match &cli.command {
+                Command::Sync { routes, dry_run } => (routes, *dry_run, false),
+                Command::Reconcile { routes } => (routes, false, true),
+                _ => unreachable!("matched above"),
+            };
             let args = SyncArgs {
                 routes,
-                dry_run: *dry_run,
+                dry_run,
+                reconcile,
                 json: cli.json,
             };
             runtime()?.block_on(async {
@@ -195,6 +223,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             mailferry::daemon::run(config, stop, reload).await?;
             Ok(exit::DONE)
         }),
+    }
+}
+
+fn what_ledger(command: &LedgerCommand) -> commands::ledger::LedgerAction<'_> {
+    match command {
+        LedgerCommand::Backup { file } => commands::ledger::LedgerAction::Backup(file),
+        LedgerCommand::Check => commands::ledger::LedgerAction::Check,
     }
 }
 

@@ -129,3 +129,88 @@ fn mailbox_recreated_with_the_same_mail_appends_nothing() {
     want.sort();
     assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), want);
 }
+
+#[test]
+fn reconcile_finds_what_is_there_and_copies_nothing() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("qsrc"), dovecot.user("qdst"));
+    let mail = corpus("reconcile", 40);
+    dovecot.load(&src, "INBOX", &mail);
+    // Half of it is on the target already, copied by some other tool.
+    let earlier: Vec<Vec<u8>> = mail.iter().step_by(2).map(|m| as_copied(m)).collect();
+    dovecot.load(&dst, "INBOX", &earlier);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    let (code, out, err) = support::e2e::mailferry(&config, &["--json", "reconcile"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = &doc["routes"][0]["report"];
+    assert_eq!(
+        report["counts"]["duplicates"],
+        earlier.len() as u64,
+        "{doc}"
+    );
+    assert_eq!(report["counts"]["copied"], 0, "{doc}");
+    assert_eq!(report["target_indexed"], earlier.len() as u64, "{doc}");
+    assert_eq!(
+        dovecot.count(&dst, "INBOX"),
+        earlier.len(),
+        "reconcile appends nothing"
+    );
+    assert_eq!(
+        dovecot.count(&src, "INBOX"),
+        mail.len(),
+        "reconcile deletes nothing"
+    );
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "copied"),
+        (mail.len() - earlier.len()) as u64
+    );
+    assert_eq!(
+        count(&reports[0], "duplicates"),
+        0,
+        "already settled by reconcile"
+    );
+    assert_eq!(dovecot.count(&dst, "INBOX"), mail.len());
+}
+
+#[test]
+fn ledger_backup_and_check() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("ksrc"), dovecot.user("kdst"));
+    dovecot.load(&src, "INBOX", &corpus("keep", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    sync(&config, &[], 0);
+    let backup = dir.path().join("backup.db");
+    let (code, out, err) =
+        support::e2e::mailferry(&config, &["ledger", "backup", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) =
+        support::e2e::mailferry(&config, &["ledger", "backup", backup.to_str().unwrap()]);
+    assert_ne!(code, 0, "never overwrites");
+    assert!(err.contains("backup.db"), "{err}");
+    let (code, out, _) = support::e2e::mailferry(&config, &["--json", "ledger", "check"]);
+    assert_eq!(code, 0, "{out}");
+    let live: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(live["check"]["ok"], true);
+    assert_eq!(live["check"]["source_messages"], 16);
+    // The backup holds the same, and a sync against it copies nothing.
+    remove_ledger(dir.path());
+    std::fs::copy(&backup, dir.path().join("ledger.db")).unwrap();
+    let (_, out, _) = support::e2e::mailferry(&config, &["--json", "ledger", "check"]);
+    let restored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(restored["check"], live["check"]);
+    let reports = sync(&config, &[], 0);
+    assert_eq!(count(&reports[0], "copied"), 0);
+    // A damaged file is refused, naming it.
+    std::fs::write(
+        dir.path().join("ledger.db"),
+        b"not a database at all, just text",
+    )
+    .unwrap();
+    let (code, _, err) = support::e2e::mailferry(&config, &["ledger", "check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("ledger.db"), "{err}");
+}

@@ -18,6 +18,8 @@ use crate::sync::SharedLedger;
 pub struct SyncArgs<'a> {
     pub routes: &'a [String],
     pub dry_run: bool,
+    /// `mailferry reconcile`: find what is already on the targets only.
+    pub reconcile: bool,
     pub json: bool,
 }
 
@@ -34,6 +36,7 @@ pub async fn run(
     let bars = Bars::new(!args.json && std::io::stderr().is_terminal());
     let options = PassOptions {
         dry_run: args.dry_run,
+        reconcile: args.reconcile,
         progress: bars.clone().map(|b| Arc::new(b) as Arc<dyn Progress>),
         ..Default::default()
     };
@@ -45,7 +48,11 @@ pub async fn run(
         print_json(&serde_json::json!({ "dry_run": args.dry_run, "routes": outcomes }));
     } else {
         for o in &outcomes {
-            print_summary(o, args.dry_run);
+            if args.reconcile {
+                print_reconcile(o);
+            } else {
+                print_summary(o, args.dry_run);
+            }
         }
     }
     Ok(exit_code(&outcomes))
@@ -131,6 +138,25 @@ fn print_summary(o: &RouteOutcome, dry_run: bool) {
             r.intents_found, r.intents_dropped
         );
     }
+    if let Some(e) = &o.error {
+        println!(
+            "  could not finish after {} attempt(s): {} ({})",
+            o.attempts, e.message, e.class
+        );
+    }
+}
+
+fn print_reconcile(o: &RouteOutcome) {
+    let r = &o.report;
+    println!(
+        "{}: {} target messages indexed by size, {} bodies fetched ({}), {} source messages found there, {} still to copy",
+        r.route,
+        r.target_indexed,
+        r.target_bodies_fetched,
+        human_bytes(r.target_bytes_fetched),
+        r.counts.duplicates,
+        r.pending
+    );
     if let Some(e) = &o.error {
         println!(
             "  could not finish after {} attempt(s): {} ({})",

@@ -19,11 +19,13 @@
 //! Files: `error.rs` (the error type), `lock.rs` (one writer), `migrate.rs`
 //! (schema), `types.rs` (API types), `source.rs` (per source message and
 //! route), `target.rs` (per target mailbox), `intents.rs` (append intents),
-//! `runs.rs` (runs and status), `sql.rs` (value conversions).
+//! `runs.rs` (runs and status), `maintenance.rs` (backup, integrity check),
+//! `sql.rs` (value conversions).
 
 mod error;
 mod intents;
 mod lock;
+mod maintenance;
 mod migrate;
 mod runs;
 mod source;
@@ -40,6 +42,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use error::{LedgerError, Result};
+pub use maintenance::LedgerCheck;
 pub use types::{
     Delivery, DeliveryState, Intent, IntentId, NewIntent, Outcome, RouteKey, RouteStatus,
     RunCounts, RunId, RunRecord, SeenMessage, StateCounts, TargetMessage, UidValidityChange,

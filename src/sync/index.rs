@@ -23,6 +23,8 @@ pub struct TargetIndex {
     unhashed: HashMap<u64, Vec<u32>>,
     /// Identities verified on the mailbox during this pass.
     verified: HashSet<Hash>,
+    /// Target messages indexed by size.
+    indexed: u64,
 }
 
 impl TargetIndex {
@@ -32,18 +34,36 @@ impl TargetIndex {
             trust_ledger: true,
             unhashed: HashMap::new(),
             verified: HashSet::new(),
+            indexed: 0,
         }
     }
 
     /// Reads the sizes of the messages the ledger cannot vouch for.
+    /// With `full`, every message whose UID the ledger does not record is
+    /// indexed, wherever it is (`mailferry reconcile`).
     pub async fn build<T: MailTarget>(
         plan: &RoutePlan,
         change: UidValidityChange,
         state: &MailboxState,
         target: &mut T,
         ledger: &SharedLedger,
+        full: bool,
     ) -> Result<TargetIndex, RouteError> {
         let key = &plan.key;
+        if full && state.exists > 0 {
+            let known = ledger.call(|l| l.target_messages(&key.target, &key.mailbox))?;
+            let known: std::collections::HashSet<u32> = known
+                .iter()
+                .filter_map(|m| m.uid)
+                .map(NonZeroU32::get)
+                .collect();
+            let trust_ledger = change == UidValidityChange::Unchanged;
+            let sizes = target.sizes(None).await?;
+            let unknown = sizes
+                .into_iter()
+                .filter(|(uid, _)| !trust_ledger || !known.contains(uid));
+            return Ok(TargetIndex::with_sizes(plan, trust_ledger, unknown));
+        }
         let (trust_ledger, from_uid) = match change {
             UidValidityChange::Unchanged if state.exists == 0 => return Ok(TargetIndex::trusting()),
             UidValidityChange::First | UidValidityChange::Changed { .. } if state.exists == 0 => {
@@ -68,21 +88,36 @@ impl TargetIndex {
             UidValidityChange::First | UidValidityChange::Changed { .. } => (false, None),
         };
         let sizes = target.sizes(from_uid).await?;
+        Ok(TargetIndex::with_sizes(plan, trust_ledger, sizes))
+    }
+
+    fn with_sizes(
+        plan: &RoutePlan,
+        trust_ledger: bool,
+        sizes: impl IntoIterator<Item = (u32, u64)>,
+    ) -> TargetIndex {
         let mut unhashed: HashMap<u64, Vec<u32>> = HashMap::new();
         for (uid, size) in sizes {
             unhashed.entry(size).or_default().push(uid);
         }
+        let indexed = unhashed.values().map(Vec::len).sum::<usize>();
         tracing::info!(
             route = %plan.name,
-            messages = unhashed.values().map(Vec::len).sum::<usize>(),
+            messages = indexed,
             trust_ledger,
             "indexing target messages the ledger does not know (sizes only)"
         );
-        Ok(TargetIndex {
+        TargetIndex {
             trust_ledger,
             unhashed,
             verified: HashSet::new(),
-        })
+            indexed: indexed as u64,
+        }
+    }
+
+    /// How many target messages were indexed by size.
+    pub fn indexed(&self) -> u64 {
+        self.indexed
     }
 
     /// Which of `candidates` (identity, exact size) are on the mailbox.
@@ -118,6 +153,7 @@ impl TargetIndex {
             for chunk in uids.chunks(64) {
                 for (uid, bytes) in target.fetch(chunk).await? {
                     report.target_bodies_fetched += 1;
+                    report.target_bytes_fetched += bytes.len() as u64;
                     found.push(TargetMessage {
                         hash: dedup_key(plan.identity, &bytes),
                         uid: NonZeroU32::new(uid),

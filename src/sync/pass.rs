@@ -35,6 +35,9 @@ pub struct PassOptions {
     pub progress: Option<std::sync::Arc<dyn Progress>>,
     /// Report what would be copied and deleted; change nothing anywhere.
     pub dry_run: bool,
+    /// Only find out which source messages are already on the target
+    /// (settling them as duplicates); append and delete nothing.
+    pub reconcile: bool,
     /// A message that failed this many times is left as failed.
     pub max_attempts: u32,
     /// Bytes of downloaded messages held in memory at once.
@@ -60,6 +63,7 @@ impl Default for PassOptions {
         PassOptions {
             progress: None,
             dry_run: false,
+            reconcile: false,
             max_attempts: 3,
             budget_bytes: 32 * 1024 * 1024,
             batch_messages: 64,
@@ -97,6 +101,10 @@ pub struct PassReport {
     /// The source's LOGIN-DELAY: the daemon polls no more often than that.
     #[serde(skip)]
     pub login_delay: Option<std::time::Duration>,
+    /// Target messages the ledger did not know, indexed by size.
+    pub target_indexed: u64,
+    /// Bytes of the target bodies fetched to compare.
+    pub target_bytes_fetched: u64,
     /// Target messages the ledger did not know whose bodies were fetched to
     /// compare with a source message of the same size.
     pub target_bodies_fetched: u64,
@@ -217,7 +225,8 @@ async fn transfer<S: MailSource, T: MailTarget>(
             todo.iter().map(|m| m.size).sum(),
         );
     }
-    let index = TargetIndex::build(plan, *change, state, target, ledger).await?;
+    let index = TargetIndex::build(plan, *change, state, target, ledger, options.reconcile).await?;
+    report.target_indexed = index.indexed();
     let uidl_of: HashMap<u32, &str> = todo.iter().map(|m| (m.msgno, m.uidl.as_str())).collect();
     let wanted: Vec<(u32, u64)> = todo.iter().map(|m| (m.msgno, m.size)).collect();
     let (tx, rx) = budget::channel(options.budget_bytes);
@@ -405,7 +414,7 @@ impl<T: MailTarget> Appender<'_, T> {
             self.report.counts.duplicates += dups.len() as u64;
             self.report.pending = self.report.pending.saturating_sub(dups.len() as u64);
         }
-        if fresh.is_empty() {
+        if fresh.is_empty() || self.options.reconcile {
             return Ok(());
         }
         let uidvalidity = NonZeroU32::new(self.state.uidvalidity);
@@ -519,6 +528,10 @@ async fn finish_source<S: MailSource>(
     report: &mut PassReport,
 ) -> Result<(), RouteError> {
     let min_age = match plan.delete {
+        _ if options.reconcile => {
+            source.quit().await;
+            return Ok(());
+        }
         DeletePolicy::Never => {
             source.quit().await;
             return Ok(());

@@ -211,6 +211,8 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     total.would_copy_bytes = pass.would_copy_bytes;
     total.would_delete = pass.would_delete;
     total.target_bodies_fetched += pass.target_bodies_fetched;
+    total.target_bytes_fetched += pass.target_bytes_fetched;
+    total.target_indexed += pass.target_indexed;
     total.intents_found += pass.intents_found;
     total.intents_dropped += pass.intents_dropped;
     total.seconds += pass.seconds;
