@@ -42,4 +42,5 @@ pub mod net;
 pub mod pop3;
 pub mod retry;
 pub mod secret;
+pub mod shard;
 pub mod sync;

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use mailferry::commands::{self, exit, sync::SyncArgs, sync::SyncCommandError};
 use mailferry::config::{Config, ConfigError};
+use mailferry::shard::{self, Shard};
 use tokio_util::sync::CancellationToken;
 
 /// Move mail from POP3 mailboxes into IMAP mailboxes, exactly once.
@@ -25,6 +26,11 @@ struct Cli {
     /// Print one JSON document on stdout instead of the human summary
     #[arg(long, global = true)]
     json: bool,
+    /// Take only shard i of N of the routes: i/N, /N (index from
+    /// JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID) or auto; `{shard}` in
+    /// ledger.path becomes i
+    #[arg(long, global = true, value_name = "i/N")]
+    shard: Option<String>,
     /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -82,7 +88,11 @@ enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
     /// Show per-route counts, pending work and the last run from the ledger
-    Status,
+    Status {
+        /// Sum these ledgers (one per shard) instead of reading the config's
+        #[arg(long, num_args = 1.., value_name = "LEDGER")]
+        merge: Vec<PathBuf>,
+    },
     /// Prove against the live targets that every copied message is there
     Verify {
         /// Only this route (repeatable)
@@ -170,7 +180,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let config = Config::locate_and_load(cli.config.as_deref())?;
+    let mut config = Config::locate_and_load(cli.config.as_deref())?;
+    let shard = match &cli.shard {
+        None => None,
+        Some(spec) => Some(
+            Shard::parse(spec, |var| std::env::var(var).ok()).map_err(|e| {
+                ConfigError::Invalid {
+                    path: config.path.clone(),
+                    location: None,
+                    message: e.to_string(),
+                }
+            })?,
+        ),
+    };
+    shard::apply(&mut config, shard);
     match &cli.command {
         Command::Completions { .. } | Command::Man => Ok(exit::DONE),
         Command::Ledger(what) => Ok(commands::ledger::run(&config, what_ledger(what), cli.json)?),
@@ -216,11 +239,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let (json, deep) = (cli.json, *deep);
             Ok(runtime()?.block_on(commands::verify::run(&config, &selected, json, deep))?)
         }
-        Command::Status => Ok(commands::status::run(&config, cli.json)?),
+        Command::Status { merge } => Ok(commands::status::run(&config, cli.json, merge)?),
         Command::Run => runtime()?.block_on(async {
             let stop = stop_on_signals();
             let reload = reload_on_sighup();
-            mailferry::daemon::run(config, stop, reload).await?;
+            mailferry::daemon::run(config, shard, stop, reload).await?;
             Ok(exit::DONE)
         }),
     }

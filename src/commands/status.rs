@@ -3,32 +3,53 @@
 
 use crate::commands::{exit, print_json, time};
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError, RouteStatus};
+use std::path::PathBuf;
+
+use crate::ledger::{Ledger, LedgerError, RouteStatus, RunRecord};
 use crate::sync::plan::route_key;
 
-/// Prints the status of every configured route.
-pub fn run(config: &Config, json: bool) -> Result<u8, LedgerError> {
-    let ledger = match Ledger::open_read_only(&config.ledger_path) {
-        Ok(l) => Some(l),
-        Err(LedgerError::Missing { .. }) => None,
-        Err(e) => return Err(e),
+/// Prints the status of every configured route, from the config's ledger
+/// or, with `merge`, summed over these ledgers (one per shard).
+pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerError> {
+    let ledgers: Vec<Ledger> = if merge.is_empty() {
+        match Ledger::open_read_only(&config.ledger_path) {
+            Ok(l) => vec![l],
+            Err(LedgerError::Missing { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        }
+    } else {
+        merge
+            .iter()
+            .map(Ledger::open_read_only)
+            .collect::<Result<_, _>>()?
     };
     let mut rows = Vec::new();
     for route in &config.routes {
         let key = route_key(config, route);
-        let status = match &ledger {
-            Some(l) => Some(l.route_status(&key)?),
-            None => None,
-        };
-        rows.push((route.name.as_str(), status));
+        let mut merged: Option<RouteStatus> = None;
+        for ledger in &ledgers {
+            let status = ledger.route_status(&key)?;
+            merged = Some(match merged {
+                None => status,
+                Some(sum) => add(sum, status),
+            });
+        }
+        rows.push((route.name.as_str(), merged));
     }
+    let ledger = ledgers.first();
     if json {
         let routes: Vec<serde_json::Value> = rows
             .iter()
             .map(|(name, s)| to_json(name, s.as_ref()))
             .collect();
+        let files: Vec<&std::path::Path> = if merge.is_empty() {
+            vec![config.ledger_path.as_path()]
+        } else {
+            merge.iter().map(PathBuf::as_path).collect()
+        };
         print_json(&serde_json::json!({
             "ledger": config.ledger_path,
+            "ledgers": files,
             "ledger_exists": ledger.is_some(),
             "routes": routes,
         }));
@@ -50,6 +71,30 @@ pub fn run(config: &Config, json: bool) -> Result<u8, LedgerError> {
     } else {
         exit::DONE
     })
+}
+
+/// Two ledgers' views of one route: counts add up, the later run wins.
+fn add(mut sum: RouteStatus, other: RouteStatus) -> RouteStatus {
+    let (s, o) = (&mut sum.states, &other.states);
+    s.seen += o.seen;
+    s.copied += o.copied;
+    s.duplicate += o.duplicate;
+    s.skipped += o.skipped;
+    s.failed += o.failed;
+    s.deleted += o.deleted;
+    sum.pending_intents += other.pending_intents;
+    let later = |a: &Option<RunRecord>, b: &Option<RunRecord>| match (a, b) {
+        (Some(a), Some(b)) => b.started > a.started,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if later(&sum.last_run, &other.last_run) {
+        sum.last_run = other.last_run;
+        sum.last_message_error = other.last_message_error.or(sum.last_message_error);
+    } else {
+        sum.last_message_error = sum.last_message_error.or(other.last_message_error);
+    }
+    sum
 }
 
 fn to_json(name: &str, status: Option<&RouteStatus>) -> serde_json::Value {

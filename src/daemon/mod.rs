@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use crate::retry::{ErrorClass, RouteBackoff};
+use crate::shard::Shard;
 use crate::sync::pass::{PassOptions, PassReport};
 use crate::sync::plan::plan;
 use crate::sync::runner::{attempt, join_all, mailbox_key};
@@ -45,6 +46,7 @@ pub enum DaemonError {
 /// `reload` (the caller wires SIGHUP to it) reloads the config file.
 pub async fn run(
     config: Config,
+    shard: Option<Shard>,
     stop: CancellationToken,
     reload: Arc<Notify>,
 ) -> Result<(), DaemonError> {
@@ -91,7 +93,10 @@ pub async fn run(
             tokio::select! {
                 _ = &mut all => return Ok(()),
                 () = reload.notified() => match Config::load(&config.path) {
-                    Ok(new) => break new,
+                    Ok(mut new) => {
+                        crate::shard::apply(&mut new, shard);
+                        break new;
+                    }
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the running config"),
                 },
             }
