@@ -102,6 +102,12 @@ enum Command {
         #[arg(long)]
         deep: bool,
     },
+    /// Print a config for the accounts in a CSV file (source host, user,
+    /// password, target host, user, password, mailbox)
+    ImportAccounts {
+        /// The CSV file
+        csv: PathBuf,
+    },
     /// Print a shell completion script (e.g. `mailferry completions bash > /etc/bash_completion.d/mailferry`)
     Completions {
         /// The shell
@@ -178,6 +184,18 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             return Ok(exit::DONE);
         }
+        Command::ImportAccounts { csv } => {
+            return match commands::import::convert(csv) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(exit::DONE)
+                }
+                Err(e) => {
+                    eprintln!("mailferry: {e}");
+                    Ok(exit::USAGE)
+                }
+            };
+        }
         _ => {}
     }
     let mut config = Config::locate_and_load(cli.config.as_deref())?;
@@ -195,7 +213,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     };
     shard::apply(&mut config, shard);
     match &cli.command {
-        Command::Completions { .. } | Command::Man => Ok(exit::DONE),
+        Command::Completions { .. } | Command::Man | Command::ImportAccounts { .. } => {
+            Ok(exit::DONE)
+        }
         Command::Ledger(what) => Ok(commands::ledger::run(&config, what_ledger(what), cli.json)?),
         Command::Check { offline } => {
             let (json, offline) = (cli.json, *offline);

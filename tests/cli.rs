@@ -203,3 +203,41 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     );
     assert!(page.contains("verify"), "{page}");
 }
+
+#[test]
+fn ten_thousand_accounts_from_csv_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from(
+        "source_host,source_user,source_password,target_host,target_user,target_password,mailbox\n",
+    );
+    for i in 0..10_000 {
+        csv += &format!("pop{}.example.org,user{i},env:POP_{i},imap.example.com,user{i}@example.com,env:IMAP_{i},\n", i % 7);
+    }
+    std::fs::write(dir.path().join("accounts.csv"), csv).unwrap();
+    let started = std::time::Instant::now();
+    let out = mailferry(&["import-accounts", "accounts.csv"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported = started.elapsed();
+    std::fs::write(dir.path().join("accounts.toml"), &out.stdout).unwrap();
+    let started = std::time::Instant::now();
+    let out = mailferry(
+        &["--config", "accounts.toml", "--json", "check", "--offline"],
+        dir.path(),
+    );
+    let loaded = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["routes"].as_array().unwrap().len(), 10_000);
+    // Reported, not asserted: the machine's speed is not the test's business.
+    println!(
+        "import-accounts 10,000 rows: {imported:?}; check --offline of the result: {loaded:?}"
+    );
+}

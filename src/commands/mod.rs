@@ -3,6 +3,7 @@
 //! exit code. Logs go to stderr; nothing here parses flags.
 
 pub mod check;
+pub mod import;
 pub mod ledger;
 pub mod status;
 pub mod sync;

@@ -331,6 +331,42 @@ fn warn_if_readable_by_others(file: &std::fs::File, path: &Path) {
     }
 }
 
+fn by_name(list: &[Account]) -> HashMap<&str, usize> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
+        .collect()
+}
+
+/// The account a route's `from` or `to` names; an unknown name is an error
+/// listing the known ones.
+fn find(
+    by_name: &HashMap<&str, usize>,
+    list: &[Account],
+    name: &Spanned<String>,
+    key: &str,
+    table: &str,
+) -> Result<usize, Invalid> {
+    by_name
+        .get(name.get_ref().as_str())
+        .copied()
+        .ok_or_else(|| {
+            let known: Vec<&str> = list.iter().map(|a| a.name.as_str()).take(20).collect();
+            let known = match known.len() {
+                0 => "none".to_string(),
+                _ if list.len() > known.len() => format!("{}, …", known.join(", ")),
+                _ => known.join(", "),
+            };
+            Invalid {
+                span: Some(name.span()),
+                message: format!(
+                    "key `{key}` of [[route]]: no {table} named {:?} (known: {known})",
+                    name.get_ref()
+                ),
+            }
+        })
+}
+
 fn routes(
     raw: Vec<RawRoute>,
     sources: &[Account],
@@ -338,28 +374,11 @@ fn routes(
 ) -> Result<Vec<Route>, Invalid> {
     let mut names: HashMap<String, ()> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
+    // By name, so a config of 10,000 accounts loads in linear time.
+    let (sources_by_name, targets_by_name) = (by_name(sources), by_name(targets));
     for r in raw {
-        let find = |list: &[Account], name: &Spanned<String>, key: &str, table: &str| {
-            list.iter()
-                .position(|a| &a.name == name.get_ref())
-                .ok_or_else(|| {
-                    let known: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
-                    Invalid {
-                        span: Some(name.span()),
-                        message: format!(
-                            "key `{key}` of [[route]]: no {table} named {:?} (known: {})",
-                            name.get_ref(),
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    }
-                })
-        };
-        let source = find(sources, &r.from, "from", "[[source]]")?;
-        let target = find(targets, &r.to, "to", "[[target]]")?;
+        let source = find(&sources_by_name, sources, &r.from, "from", "[[source]]")?;
+        let target = find(&targets_by_name, targets, &r.to, "to", "[[target]]")?;
         let mailbox = match &r.mailbox {
             None => "INBOX".to_string(),
             Some(m) if m.get_ref().is_empty() || m.get_ref().contains(['\r', '\n', '\0']) => {
