@@ -211,6 +211,8 @@ pub struct Account {
     pub allow_plaintext: bool,
     /// Deadline for connecting and for every read and write.
     pub timeout: Duration,
+    /// At most this many connections to this account's host at once.
+    pub max_connections: Option<u32>,
 }
 
 /// When a source message may be deleted from the POP3 server.
@@ -267,6 +269,8 @@ pub struct Config {
     pub path: PathBuf,
     pub ledger_path: PathBuf,
     pub metrics: Option<std::net::SocketAddr>,
+    /// Routes that run at once in one process.
+    pub max_parallel_routes: usize,
     pub sources: Vec<Account>,
     pub targets: Vec<Account>,
     pub routes: Vec<Route>,

@@ -41,6 +41,7 @@ struct RawLedger {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     metrics: Option<Spanned<String>>,
+    max_parallel_routes: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +58,7 @@ struct RawAccount {
     tls_pin_sha256: Option<Spanned<String>>,
     allow_plaintext: Option<bool>,
     timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +114,9 @@ impl Kind {
 
 const DEFAULT_LEDGER: &str = "state/mailferry.db";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Routes at once: enough to keep servers busy, few enough for 2 cores and
+/// a provider's per-IP connection limits.
+const DEFAULT_PARALLEL_ROUTES: usize = 8;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
@@ -139,10 +144,21 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
     let sources = accounts(raw.source, Kind::Source, base, &mut names)?;
     let targets = accounts(raw.target, Kind::Target, base, &mut names)?;
     let routes = routes(raw.route, &sources, &targets)?;
+    let max_parallel_routes = match &raw.daemon.max_parallel_routes {
+        None => DEFAULT_PARALLEL_ROUTES,
+        Some(n) if *n.get_ref() == 0 => {
+            return invalid(
+                n.span(),
+                "key `daemon.max_parallel_routes`: must be at least 1".into(),
+            )
+        }
+        Some(n) => *n.get_ref(),
+    };
     Ok(Config {
         path: path.to_path_buf(),
         ledger_path,
         metrics,
+        max_parallel_routes,
         sources,
         targets,
         routes,
@@ -254,6 +270,15 @@ fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Inva
         },
     };
     let timeout = duration_key(raw.timeout.as_ref(), DEFAULT_TIMEOUT, &whose("timeout"))?;
+    let max_connections = match raw.max_connections {
+        Some(n) if *n.get_ref() == 0 => {
+            return invalid(
+                n.span(),
+                format!("{}: must be at least 1", whose("max_connections")),
+            )
+        }
+        other => other.map(Spanned::into_inner),
+    };
     Ok(Account {
         port: raw.port.unwrap_or_else(|| kind.default_port(security)),
         name,
@@ -266,6 +291,7 @@ fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Inva
         tls_pin_sha256,
         allow_plaintext,
         timeout,
+        max_connections,
     })
 }
 

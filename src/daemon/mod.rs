@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use crate::retry::{ErrorClass, RouteBackoff};
 use crate::shard::Shard;
+use crate::sync::limits::Limits;
 use crate::sync::pass::{PassOptions, PassReport};
 use crate::sync::plan::plan;
 use crate::sync::runner::{attempt, join_all, mailbox_key};
@@ -71,6 +72,7 @@ pub async fn run(
         let generation = stop.child_token();
         let mut source_locks: HashMap<usize, Arc<AsyncMutex<()>>> = HashMap::new();
         let mut mailbox_locks: HashMap<(String, String), Arc<AsyncMutex<()>>> = HashMap::new();
+        let limits = Limits::new(&config);
         let mut loops = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
             let turns = Turns {
@@ -86,7 +88,7 @@ pub async fn run(
                 metrics.clone(),
                 generation.clone(),
             );
-            loops.push(route_loop(cfg, i, led, turns, met, gen));
+            loops.push(route_loop(limits.clone(), cfg, i, led, turns, met, gen));
         }
         let mut all = std::pin::pin!(join_all(loops));
         let next = loop {
@@ -125,6 +127,7 @@ struct Turns {
 
 /// One route, pass after pass, until `stop`.
 async fn route_loop(
+    limits: Limits,
     config: Arc<Config>,
     index: usize,
     ledger: SharedLedger,
@@ -157,7 +160,17 @@ async fn route_loop(
         };
         let mut report = PassReport::default();
         let started = std::time::Instant::now();
-        let result = attempt(&config, route, &plan, &ledger, &options, &stop, &mut report).await;
+        let result = attempt(
+            &config,
+            route,
+            &plan,
+            &ledger,
+            &options,
+            &stop,
+            &mut report,
+            &limits,
+        )
+        .await;
         metrics.record(
             &plan.name,
             &report,

@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod budget;
 pub mod index;
 pub mod intents;
+pub mod limits;
 pub mod pass;
 pub mod plan;
 pub mod ports;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Route};
 use crate::retry::{ErrorClass, RouteBackoff};
 use crate::sync::adapters::{connect_source, connect_target};
+use crate::sync::limits::Limits;
 use crate::sync::pass::{run_pass, PassOptions, PassReport, RoutePlan};
 use crate::sync::plan::plan;
 use crate::sync::ports::{MailTarget, RouteError};
@@ -65,6 +66,8 @@ pub async fn sync_routes(
     options: &PassOptions,
     cancel: &CancellationToken,
 ) -> Vec<RouteOutcome> {
+    let limits = Limits::new(config);
+    let limits = &limits;
     let mut groups: BTreeMap<usize, Vec<(usize, &Route)>> = BTreeMap::new();
     for (i, group) in conflict_groups(config, routes).into_iter().enumerate() {
         groups.entry(group).or_default().push((i, routes[i]));
@@ -72,7 +75,10 @@ pub async fn sync_routes(
     let runs = groups.into_values().map(|group| async move {
         let mut done = Vec::new();
         for (i, route) in group {
-            done.push((i, sync_route(config, route, ledger, options, cancel).await));
+            done.push((
+                i,
+                sync_route(config, route, ledger, options, cancel, limits).await,
+            ));
         }
         done
     });
@@ -152,6 +158,7 @@ pub async fn sync_route(
     ledger: &SharedLedger,
     options: &PassOptions,
     cancel: &CancellationToken,
+    limits: &Limits,
 ) -> RouteOutcome {
     let plan = plan(config, route);
     let mut total = PassReport {
@@ -163,7 +170,17 @@ pub async fn sync_route(
     loop {
         attempts += 1;
         let mut report = PassReport::default();
-        let result = attempt(config, route, &plan, ledger, options, cancel, &mut report).await;
+        let result = attempt(
+            config,
+            route,
+            &plan,
+            ledger,
+            options,
+            cancel,
+            &mut report,
+            limits,
+        )
+        .await;
         add(&mut total, &report);
         let error = result.err();
         if let Some(e) = &error {
@@ -218,7 +235,9 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     total.seconds += pass.seconds;
 }
 
-/// One pass with a run record in the ledger (none in a dry run).
+/// One pass with a run record in the ledger (none in a dry run), once the
+/// concurrency limits let it start.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn attempt(
     config: &Config,
     route: &Route,
@@ -227,7 +246,12 @@ pub(crate) async fn attempt(
     options: &PassOptions,
     cancel: &CancellationToken,
     report: &mut PassReport,
+    limits: &Limits,
 ) -> Result<(), RouteError> {
+    let _permits = tokio::select! {
+        p = limits.acquire(config, route) => p,
+        () = cancel.cancelled() => return Err(RouteError::new(ErrorClass::Transient, "stopped by a signal")),
+    };
     let run = if options.dry_run {
         None
     } else {
