@@ -5,18 +5,26 @@
 use std::path::Path;
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[test]
 fn k8s_manifest_is_an_indexed_job_with_matching_shards() {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&example("k8s/migration-job.yaml")).expect("valid YAML");
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&example("k8s/migration-job.yaml")).expect("valid YAML");
     assert_eq!(doc["apiVersion"].as_str(), Some("batch/v1"));
     assert_eq!(doc["kind"].as_str(), Some("Job"));
     let spec = &doc["spec"];
     assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
     let completions = spec["completions"].as_u64().expect("completions");
-    assert!(spec["parallelism"].as_u64().is_some_and(|p| p >= 1 && p <= completions));
+    assert!(spec["parallelism"]
+        .as_u64()
+        .is_some_and(|p| p >= 1 && p <= completions));
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
     let args: Vec<&str> = pod["containers"][0]["args"]
@@ -25,17 +33,32 @@ fn k8s_manifest_is_an_indexed_job_with_matching_shards() {
         .iter()
         .filter_map(|a| a.as_str())
         .collect();
-    let shard = args.iter().position(|a| *a == "--shard").map(|i| args[i + 1]).expect("--shard");
-    assert_eq!(shard, format!("/{completions}"), "the shard count is the number of completions");
+    let shard = args
+        .iter()
+        .position(|a| *a == "--shard")
+        .map(|i| args[i + 1])
+        .expect("--shard");
+    assert_eq!(
+        shard,
+        format!("/{completions}"),
+        "the shard count is the number of completions"
+    );
     assert!(args.contains(&"sync"));
 }
 
 #[test]
 fn service_unit_and_dockerfile_run_the_daemon() {
     let unit = example("mailferry.service");
-    assert!(unit.contains("ExecStart=/usr/local/bin/mailferry --config /etc/mailferry/config.toml run"));
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/mailferry --config /etc/mailferry/config.toml run")
+    );
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
-    for hardening in ["DynamicUser=yes", "StateDirectory=mailferry", "ProtectSystem=strict", "NoNewPrivileges=yes"] {
+    for hardening in [
+        "DynamicUser=yes",
+        "StateDirectory=mailferry",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+    ] {
         assert!(unit.contains(hardening), "{hardening}");
     }
     let dockerfile = example("Dockerfile");
