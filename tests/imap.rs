@@ -45,6 +45,7 @@ fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Accoun
         tls_pin_sha256: None,
         allow_plaintext: security == Security::Plain,
         timeout: Duration::from_secs(20),
+        max_connections: None,
     }
 }
 
@@ -341,6 +342,7 @@ impl Fake {
             tls_pin_sha256: None,
             allow_plaintext: true,
             timeout: Duration::from_millis(700),
+            max_connections: None,
         }
     }
 

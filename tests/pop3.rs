@@ -38,6 +38,7 @@ fn account(dovecot: &Dovecot, user: &User, security: Security) -> Account {
         tls_pin_sha256: None,
         allow_plaintext: security == Security::Plain,
         timeout: Duration::from_secs(20),
+        max_connections: None,
     }
 }
 

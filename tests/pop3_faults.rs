@@ -118,6 +118,7 @@ impl Fake {
             tls_pin_sha256: None,
             allow_plaintext: true,
             timeout: Duration::from_secs(5),
+            max_connections: None,
         }
     }
 

@@ -39,6 +39,7 @@ impl Login {
             tls_pin_sha256: None,
             allow_plaintext: false,
             timeout: Duration::from_secs(120),
+            max_connections: None,
         }
     }
 }
@@ -134,10 +135,15 @@ async fn imap_append(login: &Login, corpus: &Corpus, n: usize) -> Result<JobResu
             internal_date: None,
         })
         .collect();
-    let options = ImapOptions {
+    let mut options = ImapOptions {
         append_mode: AppendMode::MultiAppend,
         ..ImapOptions::default()
     };
+    if let Ok(v) = std::env::var("XP_MA") {
+        let (a, b) = v.split_once(',').unwrap();
+        options.multiappend_messages = a.parse().unwrap();
+        options.multiappend_bytes = b.parse().unwrap();
+    }
     let mut imap = ImapSession::connect_with(&login.account(), options)
         .await
         .map_err(|e| format!("imap connect: {e}"))?;
