@@ -561,13 +561,13 @@ fn replies_sliced_into_single_bytes() {
 
 // ---------------------------------------------------------------- random cuts
 
-/// Bytes every connection carries before any mail: TLS handshake, greeting,
-/// capabilities, login, SELECT or UIDL.
+/// About the bytes a connection carries before any mail: TLS handshake,
+/// greeting, capabilities, login, SELECT.
 const OVERHEAD: u64 = 4000;
 
-/// About how many bytes each direction of each side still has to carry,
-/// so random offsets land anywhere from the handshake to the last DELE.
-#[derive(Clone, Copy, Default)]
+/// About how many bytes each direction of each side carries, so random
+/// offsets land anywhere from the handshake to the last DELE.
+#[derive(Clone, Copy, Default, Debug)]
 struct Traffic {
     imap_up: u64,
     imap_down: u64,
@@ -576,27 +576,46 @@ struct Traffic {
 }
 
 impl Traffic {
-    /// Estimated from what is not on the target yet and what is still on
-    /// the source.
-    fn left(m: &Migration) -> Traffic {
+    /// What a pass with nothing to do carries (handshake, login, SELECT,
+    /// UIDL, LIST): measured by one clean run of an empty migration.
+    fn measure_idle(pop3: &Proxy, imap: &Proxy) -> Traffic {
+        let empty = Migration::new("idle", Vec::new());
+        let run = Run::sync(&empty.config(&tls_via(pop3, imap, "10s")));
+        assert_eq!(run.code, 0, "{}", run.show());
+        let last = |p: &Proxy| p.traffic().last().copied().expect("a connection");
+        let ((pop3_up, pop3_down), (imap_up, imap_down)) = (last(pop3), last(imap));
+        Traffic {
+            imap_up,
+            imap_down,
+            pop3_up,
+            pop3_down,
+        }
+    }
+
+    /// `idle` plus what the mail not yet on the target (and the DELEs of
+    /// what is still on the source) adds.
+    fn left(idle: &Traffic, c: &Checker) -> Traffic {
         let dovecot = shared();
-        let on_target = sorted(dovecot.messages(&m.dst, "INBOX"));
-        let left: Vec<&Vec<u8>> = m
+        let on_target = sorted(dovecot.messages(&c.dst, "INBOX"));
+        let left: Vec<&Vec<u8>> = c
             .mail
             .iter()
             .filter(|msg| on_target.binary_search(&as_copied(msg)).is_err())
             .collect();
         let (count, bytes) = (
             left.len() as u64,
-            left.iter().map(|msg| msg.len() as u64 + 100).sum::<u64>(),
+            left.iter().map(|msg| msg.len() as u64).sum::<u64>(),
         );
-        let on_source = dovecot.count(&m.src, "INBOX") as u64;
+        let on_source = dovecot.count(&c.src, "INBOX") as u64;
         Traffic {
-            imap_up: OVERHEAD + bytes,
+            // The APPEND syntax around each literal.
+            imap_up: idle.imap_up + bytes + 80 * count,
             // One tagged reply per (MULTI)APPEND batch.
-            imap_down: OVERHEAD + 2 * count,
-            pop3_up: OVERHEAD + 10 * count + 10 * on_source,
-            pop3_down: OVERHEAD + bytes,
+            imap_down: idle.imap_down + 2 * count,
+            // RETR and DELE commands.
+            pop3_up: idle.pop3_up + 12 * count + 12 * on_source,
+            // CRLF and dot-stuffing, status lines.
+            pop3_down: idle.pop3_down + bytes + 40 * count,
         }
     }
 }
@@ -632,7 +651,7 @@ impl CutDice {
             return Plan::pass();
         }
         let mut rng = self.rng.lock().expect("rng");
-        if !rng.chance(80) {
+        if !rng.chance(70) {
             return Plan::pass();
         }
         let t = *self.traffic.lock().expect("traffic");
@@ -658,8 +677,8 @@ impl CutDice {
         Plan::pass().with(dir, At::Byte(at), kind)
     }
 
-    fn update(&self, m: &Migration) {
-        *self.traffic.lock().expect("traffic") = Traffic::left(m);
+    fn update(&self, idle: &Traffic, c: &Checker) {
+        *self.traffic.lock().expect("traffic") = Traffic::left(idle, c);
     }
 }
 
@@ -699,15 +718,22 @@ fn random_cuts_on_both_sides() {
         let dice = dice.clone();
         move |_| dice.plan(Side::Pop3)
     });
+    let idle: Arc<Mutex<Traffic>> = Arc::default();
+    // Each attempt starts with the IMAP connection: check the invariant
+    // and re-aim the offsets at what is left.
     let imap = Proxy::start(dovecot.imaps_port(), {
-        let (dice, current) = (dice.clone(), current.clone());
+        let (dice, current, idle) = (dice.clone(), current.clone(), idle.clone());
         move |conn| {
             if let Some(checker) = current.lock().expect("current").as_ref() {
                 checker.check(&format!("IMAP connection {conn}"));
+                dice.update(&idle.lock().expect("idle"), checker);
             }
             dice.plan(Side::Imap)
         }
     });
+    dice.cutting.store(false, Ordering::SeqCst);
+    *idle.lock().expect("idle") = Traffic::measure_idle(&pop3, &imap);
+    dice.cutting.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let mut runs = 0;
     let mut rounds = 0;
@@ -728,9 +754,11 @@ fn random_cuts_on_both_sides() {
                 );
                 fail(seed, &why);
             }
-            dice.update(&m);
             let run = Run::sync(&config);
             let code = after_cut_run(seed, runs, &run, &m, &[&pop3, &imap]);
+            if pop3.cuts() + imap.cuts() >= soak.faults {
+                dice.cutting.store(false, Ordering::SeqCst);
+            }
             if code == 0 {
                 break;
             }
@@ -746,12 +774,13 @@ fn random_cuts_on_both_sides() {
     }
     eprintln!(
         "random cuts: {} cut connections ({} POP3, {} IMAP) of {} in {rounds} migrations, \
-         {runs} runs, {:?}",
+         {runs} runs, {:?}; idle traffic {:?}",
         pop3.cuts() + imap.cuts(),
         pop3.cuts(),
         imap.cuts(),
         pop3.connections() + imap.connections(),
         started.elapsed(),
+        idle.lock().expect("idle"),
     );
 }
 

@@ -146,6 +146,8 @@ struct Stats {
     connections: AtomicUsize,
     open: AtomicUsize,
     fired: Mutex<Vec<Fired>>,
+    /// Bytes forwarded (up, down) by each finished connection.
+    traffic: Mutex<Vec<(u64, u64)>>,
 }
 
 /// A running fault proxy. Dropping it stops it and closes every connection.
@@ -205,6 +207,12 @@ impl Proxy {
     /// Every fault that fired so far, in order.
     pub fn fired(&self) -> Vec<Fired> {
         self.stats.fired.lock().expect("fired lock").clone()
+    }
+
+    /// Bytes forwarded (up, down) by each finished connection, in the
+    /// order they finished: to aim random offsets.
+    pub fn traffic(&self) -> Vec<(u64, u64)> {
+        self.stats.traffic.lock().expect("traffic lock").clone()
     }
 
     /// Connections ended by a cut or reset so far.
@@ -323,10 +331,15 @@ async fn serve(client: TcpStream, conn: usize, plan: Plan, shared: Shared) {
     let (server_read, server_write) = server.into_split();
     let up = Pipe::new(Dir::Up, plan.of(Dir::Up), link.clone());
     let down = Pipe::new(Dir::Down, plan.of(Dir::Down), link.clone());
-    let ((client_read, server_write), (server_read, client_write)) = tokio::join!(
+    let ((client_read, server_write, up), (server_read, client_write, down)) = tokio::join!(
         up.pump(client_read, server_write),
         down.pump(server_read, client_write)
     );
+    link.stats
+        .traffic
+        .lock()
+        .expect("traffic lock")
+        .push((up, down));
     let (Ok(client), Ok(server)) = (
         client_read.reunite(client_write),
         server_read.reunite(server_write),
@@ -420,18 +433,18 @@ impl Pipe {
 
     /// Forwards `from` to `to` until EOF, an error, a fault that ends the
     /// connection, or the other direction's end. Gives the halves back so
-    /// the connection can choose how to close.
+    /// the connection can choose how to close, with the bytes forwarded.
     async fn pump(
         mut self,
         mut from: OwnedReadHalf,
         mut to: OwnedWriteHalf,
-    ) -> (OwnedReadHalf, OwnedWriteHalf) {
+    ) -> (OwnedReadHalf, OwnedWriteHalf, u64) {
         let kill = self.link.kill.clone();
         tokio::select! {
             () = self.forward_all(&mut from, &mut to) => {}
             () = kill.cancelled() => {}
         }
-        (from, to)
+        (from, to, self.pos)
     }
 
     async fn forward_all(&mut self, from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) {
