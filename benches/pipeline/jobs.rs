@@ -135,15 +135,10 @@ async fn imap_append(login: &Login, corpus: &Corpus, n: usize) -> Result<JobResu
             internal_date: None,
         })
         .collect();
-    let mut options = ImapOptions {
+    let options = ImapOptions {
         append_mode: AppendMode::MultiAppend,
         ..ImapOptions::default()
     };
-    if let Ok(v) = std::env::var("XP_MA") {
-        let (a, b) = v.split_once(',').unwrap();
-        options.multiappend_messages = a.parse().unwrap();
-        options.multiappend_bytes = b.parse().unwrap();
-    }
     let mut imap = ImapSession::connect_with(&login.account(), options)
         .await
         .map_err(|e| format!("imap connect: {e}"))?;
