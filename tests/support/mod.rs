@@ -20,4 +20,5 @@ pub mod e2e;
 mod maildir;
 mod probe;
 pub mod proxy;
+pub mod slurm;
 mod watchdog;
