@@ -215,6 +215,17 @@ impl ImapError {
             ImapError::Net(e) if e.is_transient() => ErrorClass::Transient,
             ImapError::Net(_) => ErrorClass::Fatal,
             ImapError::Secret(_) => ErrorClass::Auth,
+            // Gmail ends sessions over its daily bandwidth with "BYE Session
+            // expired" (providers.md): slow down, don't count a failure.
+            ImapError::Bye { text, .. }
+                if text.to_ascii_lowercase().contains("session expired") =>
+            {
+                ErrorClass::Throttled { wait: None }
+            }
+            ImapError::Bye {
+                code: Some(ResponseCode::OverQuota),
+                ..
+            } => ErrorClass::Quota,
             ImapError::Bye { .. } => ErrorClass::Transient,
             ImapError::Auth { status, .. } => match status.code {
                 Some(ResponseCode::Unavailable) => ErrorClass::Transient,
@@ -301,6 +312,12 @@ mod tests {
             text: "Server shutting down".into(),
         };
         assert_eq!(bye.class(), ErrorClass::Transient);
+        let gmail = ImapError::Bye {
+            host: "imap.gmail.com".into(),
+            code: None,
+            text: "Session expired, please login again.".into(),
+        };
+        assert_eq!(gmail.class(), ErrorClass::Throttled { wait: None });
         let desync = ImapError::Protocol {
             host: "h".into(),
             reason: "unknown tag".into(),

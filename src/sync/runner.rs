@@ -166,9 +166,10 @@ pub async fn sync_route(
         ..Default::default()
     };
     let mut backoff = RouteBackoff::new(Duration::from_secs(1), Duration::from_secs(30), None);
-    let mut attempts = 0;
+    let (mut attempts, mut failures, mut sessions) = (0, 0, 0);
     loop {
         attempts += 1;
+        sessions += 1;
         let mut report = PassReport::default();
         let result = attempt(
             config,
@@ -184,11 +185,16 @@ pub async fn sync_route(
         add(&mut total, &report);
         let error = result.err();
         if let Some(e) = &error {
+            failures += 1;
             tracing::warn!(route = %plan.name, attempt = attempts, error = %e, "route pass failed");
+        } else if another_session(options, &report, sessions) && !cancel.is_cancelled() {
+            // Some servers (Gmail) list only a window of messages per
+            // session: log in again until a session brings nothing new.
+            continue;
         }
         let wait = match &error {
             None => None,
-            Some(_) if cancel.is_cancelled() || attempts >= MAX_ROUTE_ATTEMPTS => None,
+            Some(_) if cancel.is_cancelled() || failures >= MAX_ROUTE_ATTEMPTS => None,
             Some(e) => match e.class {
                 ErrorClass::Transient => backoff.next_wait(),
                 ErrorClass::Throttled { wait } => Some(wait.unwrap_or(Duration::from_secs(60)))
@@ -207,12 +213,28 @@ pub async fn sync_route(
             None => {
                 return RouteOutcome {
                     report: total,
+                    attempts: failures + u32::from(error.is_none()),
                     error: error.as_ref().map(RouteErrorReport::from),
-                    attempts,
                 }
             }
         }
     }
+}
+
+/// Sessions one `sync` opens to a source at most, for servers that list a
+/// window of messages per session (Gmail's POP3 lists about 250).
+const MAX_SESSIONS: u32 = 100;
+
+/// Whether a pass that went well should be followed by another session: it
+/// settled something new (so the server may show more next time), the server
+/// allows logging in again at once (no LOGIN-DELAY), and the bound is not hit.
+fn another_session(options: &PassOptions, report: &PassReport, sessions: u32) -> bool {
+    let progress = report.counts.copied + report.counts.duplicates + report.counts.skipped;
+    !options.dry_run
+        && !options.reconcile
+        && progress > 0
+        && report.login_delay.is_none()
+        && sessions < MAX_SESSIONS
 }
 
 fn add(total: &mut PassReport, pass: &PassReport) {
@@ -284,6 +306,33 @@ pub(crate) async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_session_only_after_progress_and_without_login_delay() {
+        let options = PassOptions::default();
+        let mut report = PassReport::default();
+        assert!(!another_session(&options, &report, 1), "nothing new: done");
+        report.counts.copied = 250;
+        assert!(another_session(&options, &report, 1));
+        assert!(!another_session(&options, &report, MAX_SESSIONS), "bounded");
+        report.login_delay = Some(Duration::from_secs(900));
+        assert!(
+            !another_session(&options, &report, 1),
+            "LOGIN-DELAY forbids logging in again"
+        );
+        report.login_delay = None;
+        let dry = PassOptions {
+            dry_run: true,
+            ..Default::default()
+        };
+        assert!(!another_session(&dry, &report, 1));
+        report.counts = Default::default();
+        report.counts.failed = 3;
+        assert!(
+            !another_session(&options, &report, 1),
+            "failures wait for a later pass"
+        );
+    }
 
     #[test]
     fn routes_sharing_a_source_or_a_mailbox_take_turns() {
