@@ -6,7 +6,10 @@
 //! resolved against the directory of the config file, so a daemon started from
 //! anywhere reads the same files.
 
+mod account;
 mod duration;
+mod oauth;
+mod provider;
 mod raw;
 
 use std::collections::HashSet;
@@ -17,6 +20,8 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 pub use duration::parse_duration;
+pub use oauth::OAuthSettings;
+pub use provider::Provider;
 
 /// Where the config file is looked for when `--config` is not given.
 pub fn default_paths() -> Vec<PathBuf> {
@@ -66,9 +71,11 @@ fn fmt_location(location: Option<(usize, usize)>) -> String {
 
 /// A secret that could not be obtained from its configured source.
 #[derive(Debug, thiserror::Error)]
-#[error("account {account}: password: {reason}")]
+#[error("account {account}: {what}: {reason}")]
 pub struct SecretError {
     pub account: String,
+    /// "password", or "OAuth" for a token from the token file.
+    pub what: &'static str,
     pub reason: String,
 }
 
@@ -113,6 +120,9 @@ pub enum PasswordSource {
     /// The first line of a command's standard output, run at each login
     /// (like mbsync's `PassCmd`): how an OAuth token helper plugs in.
     Command(Vec<String>),
+    /// An OAuth access token from the account's token file, refreshed at
+    /// the token endpoint when it is about to expire (`oauth = { .. }`).
+    OAuth(Box<OAuthSettings>),
 }
 
 impl fmt::Debug for PasswordSource {
@@ -122,6 +132,7 @@ impl fmt::Debug for PasswordSource {
             PasswordSource::Env(var) => write!(f, "Env({var})"),
             PasswordSource::File(path) => write!(f, "File({})", path.display()),
             PasswordSource::Command(argv) => write!(f, "Command({argv:?})"),
+            PasswordSource::OAuth(settings) => write!(f, "OAuth({settings:?})"),
         }
     }
 }
@@ -136,10 +147,20 @@ impl PasswordSource {
     pub async fn resolve(&self, account: &str) -> Result<Secret, SecretError> {
         let fail = |reason: String| SecretError {
             account: account.to_string(),
+            what: "password",
             reason,
         };
         let value = match self {
             PasswordSource::Inline(secret) => return Ok(secret.clone()),
+            PasswordSource::OAuth(settings) => {
+                return crate::oauth::access_token(settings, account)
+                    .await
+                    .map_err(|e| SecretError {
+                        account: account.to_string(),
+                        what: "OAuth",
+                        reason: e.with_hint(account),
+                    })
+            }
             PasswordSource::Env(var) => std::env::var(var)
                 .map_err(|_| fail(format!("environment variable {var} is not set")))?,
             PasswordSource::File(path) => {
@@ -213,6 +234,11 @@ pub struct Account {
     pub timeout: Duration,
     /// At most this many connections to this account's host at once.
     pub max_connections: Option<u32>,
+    /// At most this many message bytes to or from this account per day
+    /// (Gmail: 500 MB of IMAP upload); enforced by the engine.
+    pub max_bytes_per_day: Option<u64>,
+    /// At most this many message bytes per second to or from this account.
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// When a source message may be deleted from the POP3 server.
@@ -356,3 +382,5 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_oauth;

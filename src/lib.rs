@@ -28,6 +28,7 @@
 //! - [`sync`]: one pass of one route; [`daemon`]: many routes over time.
 //! - [`commands`]: what each CLI command does and prints.
 //! - [`retry`]: the one place that decides how long to wait before retrying.
+//! - [`oauth`]: token files, refresh at every login, `auth login` flows.
 //!
 //! Protocol parsing never does I/O: parsers take `&[u8]` and say "need more
 //! bytes" as a state, not an error.
@@ -39,6 +40,7 @@ pub mod imap;
 pub mod ledger;
 pub mod message;
 pub mod net;
+pub mod oauth;
 pub mod pop3;
 pub mod retry;
 pub mod secret;

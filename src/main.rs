@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use mailferry::commands::auth::AuthCommandError;
 use mailferry::commands::{self, exit, sync::SyncArgs, sync::SyncCommandError};
 use mailferry::config::{Config, ConfigError};
 use mailferry::shard::{self, Shard};
@@ -55,6 +56,26 @@ enum LedgerCommand {
     Check,
 }
 
+#[derive(Subcommand, Debug)]
+enum AuthCommand {
+    /// Sign in to an OAuth account once (browser, or --device) and store
+    /// its refresh token in the account's token file
+    Login {
+        /// The account's name
+        account: String,
+        /// Use the device flow: enter a code on any device instead of
+        /// opening a browser on this machine
+        #[arg(long)]
+        device: bool,
+        /// How long to wait for the sign-in
+        #[arg(long, default_value = "5m", value_parser = mailferry::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// List the OAuth accounts, whether each is signed in, and until when
+    /// its access token is valid (never a token)
+    Status,
+}
+
 /// How log lines look.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum LogFormat {
@@ -87,6 +108,9 @@ enum Command {
     /// Look after the ledger file
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// OAuth sign-in for accounts with `oauth = { .. }`
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Show per-route counts, pending work and the last run from the ledger
     Status {
         /// Sum these ledgers (one per shard) instead of reading the config's
@@ -217,6 +241,24 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(exit::DONE)
         }
         Command::Ledger(what) => Ok(commands::ledger::run(&config, what_ledger(what), cli.json)?),
+        Command::Auth(AuthCommand::Status) => Ok(commands::auth::status(&config, cli.json)),
+        Command::Auth(AuthCommand::Login {
+            account,
+            device,
+            timeout,
+        }) => {
+            let login = commands::auth::login(&config, account, *device, *timeout, cli.json);
+            match runtime()?.block_on(login) {
+                Ok(code) => Ok(code),
+                Err(AuthCommandError::Usage(message)) => Err(ConfigError::Invalid {
+                    path: config.path.clone(),
+                    location: None,
+                    message,
+                }
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
         Command::Check { offline } => {
             let (json, offline) = (cli.json, *offline);
             Ok(runtime()?.block_on(commands::check::run(&config, json, offline)))

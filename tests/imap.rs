@@ -46,6 +46,8 @@ fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Accoun
         allow_plaintext: security == Security::Plain,
         timeout: Duration::from_secs(20),
         max_connections: None,
+        max_bytes_per_day: None,
+        max_bytes_per_second: None,
     }
 }
 
@@ -343,6 +345,8 @@ impl Fake {
             allow_plaintext: true,
             timeout: Duration::from_millis(700),
             max_connections: None,
+            max_bytes_per_day: None,
+            max_bytes_per_second: None,
         }
     }
 

@@ -39,6 +39,8 @@ fn account(dovecot: &Dovecot, user: &User, security: Security) -> Account {
         allow_plaintext: security == Security::Plain,
         timeout: Duration::from_secs(20),
         max_connections: None,
+        max_bytes_per_day: None,
+        max_bytes_per_second: None,
     }
 }
 

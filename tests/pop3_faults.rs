@@ -119,6 +119,8 @@ impl Fake {
             allow_plaintext: true,
             timeout: Duration::from_secs(5),
             max_connections: None,
+            max_bytes_per_day: None,
+            max_bytes_per_second: None,
         }
     }
 

@@ -40,6 +40,8 @@ impl Login {
             allow_plaintext: false,
             timeout: Duration::from_secs(120),
             max_connections: None,
+            max_bytes_per_day: None,
+            max_bytes_per_second: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! prints its human summary (or one JSON document) on stdout, returning the
 //! exit code. Logs go to stderr; nothing here parses flags.
 
+pub mod auth;
 pub mod check;
 pub mod import;
 pub mod ledger;

@@ -10,9 +10,9 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::account::{account_one, RawAccount};
 use super::{
-    parse_duration, Account, AuthMechanism, Config, DeletePolicy, IdentityRule, PasswordSource,
-    Route, Security,
+    parse_duration, Account, Config, DeletePolicy, IdentityRule, PasswordSource, Route, Security,
 };
 use crate::secret::Secret;
 
@@ -46,23 +46,6 @@ struct RawDaemon {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAccount {
-    name: Spanned<String>,
-    host: Spanned<String>,
-    port: Option<u16>,
-    security: Option<Spanned<Security>>,
-    username: Spanned<String>,
-    password: Spanned<RawPassword>,
-    auth: Option<Spanned<AuthMechanism>>,
-    ca_file: Option<Spanned<String>>,
-    tls_pin_sha256: Option<Spanned<String>>,
-    allow_plaintext: Option<bool>,
-    timeout: Option<Spanned<String>>,
-    max_connections: Option<Spanned<u32>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     name: Option<Spanned<String>>,
     from: Spanned<String>,
@@ -80,7 +63,7 @@ pub(super) struct Invalid {
     pub message: String,
 }
 
-fn invalid<T>(span: Range<usize>, message: String) -> Result<T, Invalid> {
+pub(super) fn invalid<T>(span: Range<usize>, message: String) -> Result<T, Invalid> {
     Err(Invalid {
         span: Some(span),
         message,
@@ -89,20 +72,20 @@ fn invalid<T>(span: Range<usize>, message: String) -> Result<T, Invalid> {
 
 /// The kinds of account, for defaults and messages.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Source,
     Target,
 }
 
 impl Kind {
-    fn table(self) -> &'static str {
+    pub(super) fn table(self) -> &'static str {
         match self {
             Kind::Source => "[[source]]",
             Kind::Target => "[[target]]",
         }
     }
 
-    fn default_port(self, security: Security) -> u16 {
+    pub(super) fn default_port(self, security: Security) -> u16 {
         match (self, security) {
             (Kind::Source, Security::Tls) => 995,
             (Kind::Source, _) => 110,
@@ -113,7 +96,7 @@ impl Kind {
 }
 
 const DEFAULT_LEDGER: &str = "state/mailferry.db";
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Routes at once: enough to keep servers busy, few enough for 2 cores and
 /// a provider's per-IP connection limits.
 const DEFAULT_PARALLEL_ROUTES: usize = 8;
@@ -195,107 +178,7 @@ fn accounts(
     Ok(out)
 }
 
-fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Invalid> {
-    let name = raw.name.into_inner();
-    let whose = |key: &str| format!("key `{key}` of {} {name:?}", kind.table());
-    let host = raw.host.get_ref().trim().to_string();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return invalid(
-            raw.host.span(),
-            format!(
-                "{}: {:?} is not a host name",
-                whose("host"),
-                raw.host.get_ref()
-            ),
-        );
-    }
-    let security = raw
-        .security
-        .as_ref()
-        .map_or(Security::Tls, |s| *s.get_ref());
-    let allow_plaintext = raw.allow_plaintext.unwrap_or(false);
-    if security == Security::Plain && !allow_plaintext {
-        let span = raw.security.as_ref().map(|s| s.span()).unwrap_or_default();
-        return invalid(
-            span,
-            format!(
-                "{}: \"plain\" sends the password unencrypted; use \"tls\" or \"starttls\", or set allow_plaintext = true",
-                whose("security")
-            ),
-        );
-    }
-    let username = raw.username.get_ref().clone();
-    if username.is_empty() || username.contains(['\r', '\n', '\0']) {
-        return invalid(
-            raw.username.span(),
-            format!("{}: empty or contains a line break", whose("username")),
-        );
-    }
-    let auth = raw
-        .auth
-        .as_ref()
-        .map_or(AuthMechanism::Login, |a| *a.get_ref());
-    if let (Kind::Target, AuthMechanism::Apop) = (kind, auth) {
-        let span = raw.auth.as_ref().map(|a| a.span()).unwrap_or_default();
-        return invalid(
-            span,
-            format!(
-                "{}: \"apop\" is a POP3 mechanism; an IMAP target cannot use it",
-                whose("auth")
-            ),
-        );
-    }
-    let password = password(raw.password, base, &whose("password"))?;
-    let ca_file = match raw.ca_file {
-        None => None,
-        Some(path) => {
-            let full = base.join(path.get_ref());
-            if let Err(e) = std::fs::metadata(&full) {
-                return invalid(
-                    path.span(),
-                    format!("{}: cannot read {}: {e}", whose("ca_file"), full.display()),
-                );
-            }
-            Some(full)
-        }
-    };
-    let tls_pin_sha256 = match raw.tls_pin_sha256 {
-        None => None,
-        Some(pin) => match parse_pin(pin.get_ref()) {
-            Some(bytes) => Some(bytes),
-            None => {
-                let why = "expected 64 hex digits (colons allowed): the SHA-256 of the server certificate";
-                return invalid(pin.span(), format!("{}: {why}", whose("tls_pin_sha256")));
-            }
-        },
-    };
-    let timeout = duration_key(raw.timeout.as_ref(), DEFAULT_TIMEOUT, &whose("timeout"))?;
-    let max_connections = match raw.max_connections {
-        Some(n) if *n.get_ref() == 0 => {
-            return invalid(
-                n.span(),
-                format!("{}: must be at least 1", whose("max_connections")),
-            )
-        }
-        other => other.map(Spanned::into_inner),
-    };
-    Ok(Account {
-        port: raw.port.unwrap_or_else(|| kind.default_port(security)),
-        name,
-        host,
-        security,
-        username,
-        password,
-        auth,
-        ca_file,
-        tls_pin_sha256,
-        allow_plaintext,
-        timeout,
-        max_connections,
-    })
-}
-
-fn duration_key(
+pub(super) fn duration_key(
     raw: Option<&Spanned<String>>,
     default: Duration,
     key: &str,
@@ -308,20 +191,11 @@ fn duration_key(
     }
 }
 
-/// `aa:bb:…` or `aabb…`, 32 bytes.
-fn parse_pin(text: &str) -> Option<[u8; 32]> {
-    let hex: String = text.chars().filter(|c| *c != ':').collect();
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-fn password(raw: Spanned<RawPassword>, base: &Path, key: &str) -> Result<PasswordSource, Invalid> {
+pub(super) fn password(
+    raw: Spanned<RawPassword>,
+    base: &Path,
+    key: &str,
+) -> Result<PasswordSource, Invalid> {
     let span = raw.span();
     match raw.into_inner() {
         RawPassword::Inline(text) => Ok(PasswordSource::Inline(Secret::new(text))),
@@ -336,7 +210,7 @@ fn password(raw: Spanned<RawPassword>, base: &Path, key: &str) -> Result<Passwor
             let full = base.join(path);
             match std::fs::File::open(&full) {
                 Ok(file) => {
-                    warn_if_readable_by_others(&file, &full);
+                    warn_if_readable_by_others(&file, &full, "password file");
                     Ok(PasswordSource::File(full))
                 }
                 Err(e) => invalid(span, format!("{key}: cannot read {}: {e}", full.display())),
@@ -345,13 +219,14 @@ fn password(raw: Spanned<RawPassword>, base: &Path, key: &str) -> Result<Passwor
     }
 }
 
-fn warn_if_readable_by_others(file: &std::fs::File, path: &Path) {
+/// Warns when `file` (a `what`, e.g. "password file") is open to others.
+pub(super) fn warn_if_readable_by_others(file: &std::fs::File, path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = file.metadata() {
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 file = %path.display(),
-                "password file is readable by other users; run chmod 600 on it"
+                "{what} is readable by other users; run chmod 600 on it"
             );
         }
     }
@@ -448,7 +323,7 @@ fn routes(
 }
 
 /// `password = "..." | { env = ".." } | { file = ".." } | { command = [..] }`.
-enum RawPassword {
+pub(super) enum RawPassword {
     Inline(String),
     Env(String),
     File(String),
