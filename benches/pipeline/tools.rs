@@ -133,6 +133,8 @@ pub fn mailferry_sync(
 
 /// getmail6: POP3 over TLS (test CA) into the Maildir `maildir`, leaving
 /// mail on the server, no headers added. Returns the `--getmaildir`.
+/// `timeout` also bounds getmail's wait for a delivery child, so a lost
+/// SIGCHLD costs 20 s, not the default 180 s.
 pub fn getmail_config(dir: &Path, dovecot: &Dovecot, from: &User, maildir: &Path) -> PathBuf {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("create the getmail Maildir");
@@ -141,7 +143,7 @@ pub fn getmail_config(dir: &Path, dovecot: &Dovecot, from: &User, maildir: &Path
     std::fs::create_dir_all(&home).expect("create the getmail dir");
     let rc = format!(
         "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = localhost\nport = {port}\n\
-         username = {user}\npassword = {password}\nca_certs = {ca}\n\n\
+         username = {user}\npassword = {password}\nca_certs = {ca}\ntimeout = 20\n\n\
          [destination]\ntype = Maildir\npath = {maildir}/\n\n\
          [options]\nverbose = 0\nread_all = true\ndelete = false\n\
          delivered_to = false\nreceived = false\nmessage_log_syslog = false\n",
