@@ -114,11 +114,17 @@ pub(super) fn endpoint_error<T: ErrorResponseType + std::fmt::Display>(
         reason,
     };
     match error {
-        RequestTokenError::ServerResponse(e) => OAuthError::Refused {
-            url: url.to_string(),
-            code: e.error().to_string(),
-            description: e.error_description().map(|d| one_line(d, 200)),
-        },
+        RequestTokenError::ServerResponse(e) => {
+            let code = e.error().to_string();
+            // RFC 6749 §5.2: the grant (here the refresh token) is no good.
+            let meaning = (code == "invalid_grant")
+                .then(|| "the refresh token was revoked or has expired".to_string());
+            OAuthError::Refused {
+                url: url.to_string(),
+                code,
+                description: e.error_description().map(|d| one_line(d, 200)).or(meaning),
+            }
+        }
         RequestTokenError::Request(e) => endpoint(format!("unreachable: {}", cause_chain(&e))),
         RequestTokenError::Parse(..) => {
             endpoint("answered with something that is not an OAuth token reply".into())

@@ -21,4 +21,5 @@ mod maildir;
 mod probe;
 pub mod proxy;
 pub mod slurm;
+pub mod token_server;
 mod watchdog;
