@@ -859,22 +859,22 @@ impl Kills {
     }
 }
 
-/// Runs `config` for `delay`, then kill -9: the run, or `None` if it was
-/// killed.
-fn run_and_kill(config: &std::path::Path, delay: Duration) -> Option<Run> {
+/// Runs `config` for `delay`, then kill -9 unless it has exited: whether
+/// it was killed, and what it printed (exit code -1 when killed).
+fn run_and_kill(config: &std::path::Path, delay: Duration) -> (bool, Run) {
     let mut child = spawn_mailferry(config, &["--json", "sync"]);
     std::thread::sleep(delay);
-    if child.try_wait().expect("try_wait").is_none() {
+    let killed = child.try_wait().expect("try_wait").is_none();
+    if killed {
         child.kill().expect("kill -9");
-        child.wait().expect("reap");
-        return None;
     }
     let out = child.wait_with_output().expect("output");
-    Some(Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    };
+    (killed, run)
 }
 
 /// A clean run to exit 0 and the full comparison.
@@ -929,6 +929,7 @@ fn kill_9_at_random_instants() {
 
     let mut kills = Kills::default();
     let mut in_this = 0;
+    let mut history: Vec<String> = Vec::new();
     let mut m = Migration::new("kill0", corpus("kill0"));
     let mut config = m.config(&servers);
     while kills.landed < want {
@@ -936,26 +937,34 @@ fn kill_9_at_random_instants() {
             fail(seed, &format!("{kills:?} after {:?}", started.elapsed()));
         }
         let delay = Duration::from_millis(rng.upto(whole_run.as_millis() as u64));
-        let run = run_and_kill(&config, delay);
+        let (killed, run) = run_and_kill(&config, delay);
+        // What this migration's runs said, for a failure message.
+        history.push(format!(
+            "--- run after {delay:?}, killed: {killed}\n{}",
+            run.show()
+        ));
         imap.wait_idle(Duration::from_secs(5));
         if let Err(e) = m.no_loss() {
-            fail(
-                seed,
-                &format!("after a kill at {delay:?} (kill {}): {e}", kills.landed),
+            let why = format!(
+                "after a kill at {delay:?} (kill {}): {e}\n{}",
+                kills.landed,
+                history.join("\n")
             );
+            fail(seed, &why);
         }
-        match &run {
-            None => {
+        match killed {
+            true => {
                 kills.landed += 1;
                 in_this += 1;
             }
-            Some(run) if run.code == 0 => {
+            false if run.code == 0 => {
                 kills.finished_first += 1;
-                kills.note(run);
+                kills.note(&run);
             }
-            Some(run) => fail(seed, &format!("a run not killed: {}", run.show())),
+            false => fail(seed, &format!("a run not killed: {}", run.show())),
         }
-        if run.is_some() || in_this >= KILLS_PER_MIGRATION {
+        if !killed || in_this >= KILLS_PER_MIGRATION {
+            history.clear();
             finish_cleanly(seed, &m, &config, &mut kills);
             kills.migrations += 1;
             in_this = 0;
