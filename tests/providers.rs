@@ -162,3 +162,105 @@ fn served(m: &[u8]) -> Vec<u8> {
     }
     served
 }
+
+/// `mailferry --json <args>` with a short quota window; (exit code, JSON).
+fn run_with_window(config: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .env("MAILFERRY_QUOTA_WINDOW", "3s")
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+#[test]
+fn a_daily_upload_budget_pauses_and_resumes_with_nothing_twice() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("qbsrc"), dovecot.user("qbdst"));
+    let mail = support::e2e::corpus_with_big("budget", 30, 40);
+    let total: usize = mail.iter().map(|m| as_copied(m).len()).sum();
+    // One message larger than a whole window's budget: skipped, not waited for.
+    let mut huge = b"Subject: too big for the budget\n\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', total));
+    huge.push(b'\n');
+    let mut all = mail.clone();
+    all.push(huge.clone());
+    dovecot.load(&src, "INBOX", &all);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = [support::e2e::RouteSpec {
+        from: &src,
+        to: &dst,
+        mailbox: "INBOX",
+        delete: "\"after-copy\"",
+    }];
+    let config = support::e2e::write_config(dir.path(), dovecot, &routes);
+    // A budget of about a third of the mail per (3-second) window.
+    let budget = total / 3 + 1;
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "\n[[route]]",
+        &format!("max_bytes_per_day = {budget}\n\n[[route]]"),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let mut paused_runs = 0;
+    let mut skipped = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (code, doc) = run_with_window(&config, &["sync"]);
+        let report = &doc["routes"][0];
+        assert_eq!(
+            report["report"]["counts"]["failed"], 0,
+            "throttling is not a message failure: {doc}"
+        );
+        skipped += report["report"]["counts"]["skipped"].as_u64().unwrap_or(0);
+        let this_run_skipped = report["report"]["counts"]["skipped"].as_u64().unwrap_or(0) > 0;
+        let want = if report["error"].is_null() && !this_run_skipped {
+            0
+        } else {
+            1
+        };
+        assert_eq!(
+            code, want,
+            "a pause or a skip is exit 1, never a route failure: {doc}"
+        );
+        if report["error"].is_null() {
+            break;
+        }
+        let resume = report["error"]["resume_at"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no resume time: {doc}"));
+        paused_runs += 1;
+        let (_, status) = run_with_window(&config, &["status"]);
+        assert_eq!(
+            status["routes"][0]["paused"]["until"].as_u64(),
+            Some(resume),
+            "{status}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never let the migration finish"
+        );
+        let on_target = sorted(dovecot.messages(&dst, "INBOX"));
+        assert!(on_target.windows(2).all(|w| w[0] != w[1]), "nothing twice");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert!(
+        paused_runs >= 2,
+        "the budget should have paused the route ({paused_runs})"
+    );
+    assert_eq!(skipped, 1, "the message larger than the budget");
+    let want = sorted(mail.iter().map(|m| as_copied(m)).collect());
+    assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), want);
+    assert_eq!(
+        dovecot.messages(&src, "INBOX"),
+        vec![huge],
+        "only the skipped message stays"
+    );
+}

@@ -5,7 +5,9 @@ use crate::commands::{exit, print_json, time};
 use crate::config::Config;
 use std::path::PathBuf;
 
-use crate::ledger::{Ledger, LedgerError, RouteStatus, RunRecord};
+use std::time::SystemTime;
+
+use crate::ledger::{Ledger, LedgerError, Pause, RouteStatus, RunRecord};
 use crate::sync::plan::route_key;
 
 /// Prints the status of every configured route, from the config's ledger
@@ -27,20 +29,24 @@ pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerE
     for route in &config.routes {
         let key = route_key(config, route);
         let mut merged: Option<RouteStatus> = None;
+        let mut pause: Option<Pause> = None;
         for ledger in &ledgers {
             let status = ledger.route_status(&key)?;
             merged = Some(match merged {
                 None => status,
                 Some(sum) => add(sum, status),
             });
+            if let Some(p) = ledger.pause(&key)?.filter(|p| p.until > SystemTime::now()) {
+                pause = Some(p);
+            }
         }
-        rows.push((route.name.as_str(), merged));
+        rows.push((route.name.as_str(), merged, pause));
     }
     let ledger = ledgers.first();
     if json {
         let routes: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(name, s)| to_json(name, s.as_ref()))
+            .map(|(name, s, p)| to_json(name, s.as_ref(), p.as_ref()))
             .collect();
         let files: Vec<&std::path::Path> = if merge.is_empty() {
             vec![config.ledger_path.as_path()]
@@ -62,7 +68,7 @@ pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerE
         }
         print_table(&rows);
     }
-    let failed = rows.iter().any(|(_, s)| {
+    let failed = rows.iter().any(|(_, s, _)| {
         s.as_ref()
             .is_some_and(|s| s.states.failed + s.states.skipped > 0)
     });
@@ -97,10 +103,12 @@ fn add(mut sum: RouteStatus, other: RouteStatus) -> RouteStatus {
     sum
 }
 
-fn to_json(name: &str, status: Option<&RouteStatus>) -> serde_json::Value {
+fn to_json(name: &str, status: Option<&RouteStatus>, pause: Option<&Pause>) -> serde_json::Value {
     let Some(s) = status else {
         return serde_json::json!({ "route": name, "runs": 0 });
     };
+    let paused =
+        pause.map(|p| serde_json::json!({ "until": time::unix(p.until), "reason": p.reason }));
     let last_run = s.last_run.as_ref().map(|r| {
         serde_json::json!({
             "started": time::unix(r.started),
@@ -122,16 +130,17 @@ fn to_json(name: &str, status: Option<&RouteStatus>) -> serde_json::Value {
         "deleted": s.states.deleted,
         "last_run": last_run,
         "last_error": s.last_message_error,
+        "paused": paused,
     })
 }
 
-fn print_table(rows: &[(&str, Option<RouteStatus>)]) {
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(5).max(5);
+fn print_table(rows: &[(&str, Option<RouteStatus>, Option<Pause>)]) {
+    let width = rows.iter().map(|(n, _, _)| n.len()).max().unwrap_or(5).max(5);
     println!(
         "{:width$}  {:>7} {:>10} {:>7} {:>6} {:>7} {:>7}  last run",
         "route", "copied", "duplicates", "skipped", "failed", "pending", "deleted"
     );
-    for (name, status) in rows {
+    for (name, status, pause) in rows {
         let Some(s) = status else {
             println!(
                 "{name:width$}  {:>7} {:>10} {:>7} {:>6} {:>7} {:>7}  never",
@@ -139,12 +148,15 @@ fn print_table(rows: &[(&str, Option<RouteStatus>)]) {
             );
             continue;
         };
-        let last = match &s.last_run {
-            None => "never".to_string(),
-            Some(r) => match (&r.finished, &r.error) {
-                (None, _) => format!("{} (running or interrupted)", time::utc(r.started)),
-                (Some(end), None) => format!("{} ok", time::utc(*end)),
-                (Some(end), Some(e)) => format!("{} failed: {e}", time::utc(*end)),
+        let last = match (&s.last_run, pause) {
+            (_, Some(p)) => format!("paused until {}: {}", time::utc(p.until), p.reason),
+            (last_run, None) => match last_run {
+                None => "never".to_string(),
+                Some(r) => match (&r.finished, &r.error) {
+                    (None, _) => format!("{} (running or interrupted)", time::utc(r.started)),
+                    (Some(end), None) => format!("{} ok", time::utc(*end)),
+                    (Some(end), Some(e)) => format!("{} failed: {e}", time::utc(*end)),
+                },
             },
         };
         let st = &s.states;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{exit, print_json};
+use crate::commands::{exit, print_json, time};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};
 use crate::sync::pass::{PassOptions, Progress};
@@ -96,11 +96,12 @@ fn open_ledger(
 }
 
 fn exit_code(outcomes: &[RouteOutcome]) -> u8 {
-    if outcomes.iter().any(|o| o.error.is_some()) {
+    let paused = |o: &RouteOutcome| o.error.as_ref().is_some_and(|e| e.resume_at.is_some());
+    if outcomes.iter().any(|o| o.error.is_some() && !paused(o)) {
         exit::ROUTE_FAILED
     } else if outcomes
         .iter()
-        .any(|o| o.report.counts.failed + o.report.counts.skipped > 0)
+        .any(|o| paused(o) || o.report.counts.failed + o.report.counts.skipped > 0)
     {
         exit::SOME_FAILED
     } else {
@@ -138,11 +139,17 @@ fn print_summary(o: &RouteOutcome, dry_run: bool) {
             r.intents_found, r.intents_dropped
         );
     }
-    if let Some(e) = &o.error {
-        println!(
+    match &o.error {
+        Some(e) if e.resume_at.is_some() => {
+            let until =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.resume_at.unwrap_or(0));
+            println!("  paused until {}: {}", time::utc(until), e.message);
+        }
+        Some(e) => println!(
             "  could not finish after {} attempt(s): {} ({})",
             o.attempts, e.message, e.class
-        );
+        ),
+        None => {}
     }
 }
 

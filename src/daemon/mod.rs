@@ -192,8 +192,13 @@ async fn route_loop(
                     .max(floor)
             }
             Err(e) => {
-                let wait = match e.class {
-                    ErrorClass::Throttled { wait: Some(asked) } => asked,
+                let until_resume = e
+                    .resume_at
+                    .map(|t| t.duration_since(std::time::SystemTime::now()).unwrap_or_default());
+                let wait = match (e.class, until_resume) {
+                    // A spent budget: wait for the window, not a backoff.
+                    (ErrorClass::Quota, Some(wait)) => wait.max(Duration::from_secs(1)),
+                    (ErrorClass::Throttled { wait: Some(asked) }, _) => asked,
                     _ => backoff.next_wait().unwrap_or(MAX_BACKOFF),
                 };
                 let level_auth = matches!(e.class, ErrorClass::Auth);

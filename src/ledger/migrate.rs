@@ -18,10 +18,16 @@ pub(crate) struct Migration {
 /// Every migration, oldest first. To change the schema, add
 /// `state/migrations/000N_what.sql` and one line here; never edit a
 /// migration that has shipped.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../state/migrations/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../state/migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../state/migrations/0002_pause.sql"),
+    },
+];
 
 /// `PRAGMA application_id` of a mailferry ledger ("MFLG"): tells our file
 /// from any other SQLite database.
@@ -138,14 +144,15 @@ mod tests {
     fn runs_a_later_migration_on_an_existing_file() -> Result<()> {
         let path = Path::new("memory");
         let mut conn = Connection::open_in_memory().ctx(path, "open")?;
-        assert_eq!(migrate(&mut conn, path, MIGRATIONS)?, 1);
+        let first = &MIGRATIONS[..1];
+        assert_eq!(migrate(&mut conn, path, first)?, 1);
         assert_eq!(objects(&conn, "fake_second"), 0);
         let both = [MIGRATIONS[0], FAKE_0002];
         assert_eq!(migrate(&mut conn, path, &both)?, 2);
         assert_eq!(objects(&conn, "fake_second"), 1);
         // Idempotent, and the old binary now refuses the newer file.
         assert_eq!(migrate(&mut conn, path, &both)?, 2);
-        let err = migrate(&mut conn, path, MIGRATIONS).err();
+        let err = migrate(&mut conn, path, first).err();
         assert!(
             matches!(
                 err,
@@ -164,7 +171,7 @@ mod tests {
     fn a_failing_migration_changes_nothing() -> Result<()> {
         let path = Path::new("memory");
         let mut conn = Connection::open_in_memory().ctx(path, "open")?;
-        migrate(&mut conn, path, MIGRATIONS)?;
+        migrate(&mut conn, path, &MIGRATIONS[..1])?;
         let broken = Migration {
             version: 2,
             sql: "CREATE TABLE half_done (x); THIS IS NOT SQL;",
@@ -172,6 +179,21 @@ mod tests {
         assert!(migrate(&mut conn, path, &[MIGRATIONS[0], broken]).is_err());
         assert_eq!(objects(&conn, "half_done"), 0);
         assert_eq!(read_header(&conn, path)?.user_version, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn every_earlier_version_upgrades_to_the_latest() -> Result<()> {
+        let path = Path::new("memory");
+        for start in 1..MIGRATIONS.len() {
+            let mut conn = Connection::open_in_memory().ctx(path, "open")?;
+            assert_eq!(
+                migrate(&mut conn, path, &MIGRATIONS[..start])? as usize,
+                start
+            );
+            assert_eq!(migrate(&mut conn, path, MIGRATIONS)?, latest(MIGRATIONS));
+            assert_eq!(objects(&conn, "route_pause"), 1, "from version {start}");
+        }
         Ok(())
     }
 

@@ -27,6 +27,7 @@ mod intents;
 mod lock;
 mod maintenance;
 mod migrate;
+mod pause;
 mod runs;
 mod source;
 mod sql;
@@ -43,6 +44,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use error::{LedgerError, Result};
 pub use maintenance::LedgerCheck;
+pub use pause::{Pause, WindowUse};
 pub use types::{
     Delivery, DeliveryState, Intent, IntentId, NewIntent, Outcome, RouteKey, RouteStatus,
     RunCounts, RunId, RunRecord, SeenMessage, StateCounts, TargetMessage, UidValidityChange,

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod pass;
 pub mod plan;
 pub mod ports;
+pub mod quota;
 pub mod runner;
 
 use std::sync::{Arc, Mutex};

@@ -38,6 +38,11 @@ pub struct PassOptions {
     /// Only find out which source messages are already on the target
     /// (settling them as duplicates); append and delete nothing.
     pub reconcile: bool,
+    /// What this pass may append of the target's daily budget; the pass
+    /// stops with a quota error before going over.
+    pub byte_budget: Option<ByteBudget>,
+    /// Appends are paced to at most this many bytes per second.
+    pub bytes_per_second: Option<u64>,
     /// A message that failed this many times is left as failed.
     pub max_attempts: u32,
     /// Bytes of downloaded messages held in memory at once.
@@ -64,12 +69,24 @@ impl Default for PassOptions {
             progress: None,
             dry_run: false,
             reconcile: false,
+            byte_budget: None,
+            bytes_per_second: None,
             max_attempts: 3,
             budget_bytes: 32 * 1024 * 1024,
             batch_messages: 64,
             batch_bytes: 8 * 1024 * 1024,
         }
     }
+}
+
+/// A transfer budget for one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteBudget {
+    /// Bytes left in the current window.
+    pub left: u64,
+    /// The whole window's budget: a message larger than this can never be
+    /// sent and is skipped instead of waited for.
+    pub max: u64,
 }
 
 /// What a route's pass is about, resolved from the config.
@@ -239,6 +256,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         uidl_of: &uidl_of,
         report,
         index,
+        started: std::time::Instant::now(),
     };
     let fetch = async {
         let result = source.retrieve(&wanted, &tx).await;
@@ -268,6 +286,8 @@ struct Appender<'a, T> {
     uidl_of: &'a HashMap<u32, &'a str>,
     report: &'a mut PassReport,
     index: TargetIndex,
+    /// When appending began, for pacing.
+    started: std::time::Instant,
 }
 
 /// A message ready to append.
@@ -417,6 +437,14 @@ impl<T: MailTarget> Appender<'_, T> {
         if fresh.is_empty() || self.options.reconcile {
             return Ok(());
         }
+        let (fresh, over_budget) = self.within_budget(fresh)?;
+        if fresh.is_empty() {
+            return if over_budget {
+                Err(over_budget_error())
+            } else {
+                Ok(())
+            };
+        }
         let uidvalidity = NonZeroU32::new(self.state.uidvalidity);
         let uidnext_before = self.state.uidnext.and_then(NonZeroU32::new);
         let intents: Vec<NewIntent<'_>> = fresh
@@ -446,7 +474,65 @@ impl<T: MailTarget> Appender<'_, T> {
                 ErrorClass::Fatal,
                 "target answered fewer appends than were sent",
             )),
-            None => Ok(()),
+            None if over_budget => Err(over_budget_error()),
+            None => {
+                self.pace().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The messages of `fresh` that fit in what is left of the byte budget
+    /// (in order), and whether some did not. A message larger than a whole
+    /// window's budget is recorded as skipped: waiting would never help.
+    fn within_budget<'r>(
+        &mut self,
+        fresh: Vec<&'r Ready>,
+    ) -> Result<(Vec<&'r Ready>, bool), RouteError> {
+        let Some(budget) = self.options.byte_budget else {
+            return Ok((fresh, false));
+        };
+        let (never, fresh): (Vec<&Ready>, Vec<&Ready>) = fresh
+            .into_iter()
+            .partition(|r| r.bytes.len() as u64 > budget.max);
+        if !never.is_empty() {
+            let reason = format!(
+                "larger than the target's whole daily budget of {} bytes (max_bytes_per_day)",
+                budget.max
+            );
+            let outcomes: Vec<(&str, Outcome<'_>)> = never
+                .iter()
+                .map(|r| (r.uidl.as_str(), Outcome::Skipped { reason: &reason }))
+                .collect();
+            self.ledger
+                .call(|l| l.record_outcomes(&self.plan.key, &outcomes))?;
+            self.report.counts.skipped += outcomes.len() as u64;
+        }
+        let mut left = budget.left.saturating_sub(self.report.counts.bytes);
+        let mut fresh = fresh;
+        let fits = fresh
+            .iter()
+            .take_while(|r| match left.checked_sub(r.bytes.len() as u64) {
+                Some(rest) => {
+                    left = rest;
+                    true
+                }
+                None => false,
+            })
+            .count();
+        let over = fits < fresh.len();
+        fresh.truncate(fits);
+        Ok((fresh, over))
+    }
+
+    /// Waits as long as `bytes_per_second` asks for what was appended so far.
+    async fn pace(&self) {
+        let Some(rate) = self.options.bytes_per_second.filter(|r| *r > 0) else {
+            return;
+        };
+        let due = std::time::Duration::from_secs_f64(self.report.counts.bytes as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -507,6 +593,14 @@ impl<T: MailTarget> Appender<'_, T> {
         }
         stop.map_or(Ok(()), Err)
     }
+}
+
+/// The pass used up its byte budget; the runner adds when it may resume.
+fn over_budget_error() -> RouteError {
+    RouteError::new(
+        ErrorClass::Quota,
+        "the upload budget for this window is spent",
+    )
 }
 
 fn batch_bytes(batch: &[Fetched]) -> u64 {

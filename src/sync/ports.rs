@@ -16,6 +16,8 @@ use crate::sync::budget;
 pub struct RouteError {
     pub class: ErrorClass,
     pub message: String,
+    /// For a spent transfer budget: when the route may run again.
+    pub resume_at: Option<std::time::SystemTime>,
 }
 
 impl RouteError {
@@ -23,6 +25,7 @@ impl RouteError {
         RouteError {
             class,
             message: message.into(),
+            resume_at: None,
         }
     }
 

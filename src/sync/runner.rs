@@ -14,6 +14,7 @@ use crate::sync::limits::Limits;
 use crate::sync::pass::{run_pass, PassOptions, PassReport, RoutePlan};
 use crate::sync::plan::plan;
 use crate::sync::ports::{MailTarget, RouteError};
+use crate::sync::quota;
 use crate::sync::SharedLedger;
 
 /// How many times a `sync` tries a route that fails transiently.
@@ -36,6 +37,9 @@ pub struct RouteOutcome {
 pub struct RouteErrorReport {
     pub class: String,
     pub message: String,
+    /// A paused route (spent transfer budget): when it may run again, in
+    /// seconds since the Unix epoch.
+    pub resume_at: Option<u64>,
 }
 
 impl From<&RouteError> for RouteErrorReport {
@@ -51,6 +55,10 @@ impl From<&RouteError> for RouteErrorReport {
         RouteErrorReport {
             class: class.into(),
             message: e.message.clone(),
+            resume_at: e
+                .resume_at
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
         }
     }
 }
@@ -274,6 +282,13 @@ pub(crate) async fn attempt(
         p = limits.acquire(config, route) => p,
         () = cancel.cancelled() => return Err(RouteError::new(ErrorClass::Transient, "stopped by a signal")),
     };
+    let target_account = &config.targets[route.target];
+    let mut options = options.clone();
+    if !options.dry_run && !options.reconcile {
+        options.byte_budget = quota::before_pass(plan, target_account, ledger)?;
+        options.bytes_per_second = target_account.max_bytes_per_second;
+    }
+    let options = &options;
     let run = if options.dry_run {
         None
     } else {
@@ -300,7 +315,12 @@ pub(crate) async fn attempt(
         let error = result.as_ref().err().map(|e| e.message.as_str());
         ledger.call(|l| l.finish_run(run, &report.counts, error))?;
     }
-    result
+    match result {
+        Err(e) if e.class == ErrorClass::Quota && !options.dry_run => {
+            Err(quota::after_quota(plan, target_account, ledger, e)?)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
