@@ -96,7 +96,9 @@ impl Pop3Error {
         match self {
             Pop3Error::Net(net) if net.is_transient() => ErrorClass::Transient,
             Pop3Error::Net(_) => ErrorClass::Fatal,
-            Pop3Error::Secret(_) => ErrorClass::Fatal,
+            // A password or OAuth token that cannot be had: the account needs the
+            // user (as an IMAP target does), with the long auth back-off.
+            Pop3Error::Secret(_) => ErrorClass::Auth,
             Pop3Error::Greeting { refusal, .. } => by_code(refusal, ErrorClass::Transient),
             Pop3Error::AuthRefused {
                 refusal,
