@@ -135,7 +135,12 @@ fn to_json(name: &str, status: Option<&RouteStatus>, pause: Option<&Pause>) -> s
 }
 
 fn print_table(rows: &[(&str, Option<RouteStatus>, Option<Pause>)]) {
-    let width = rows.iter().map(|(n, _, _)| n.len()).max().unwrap_or(5).max(5);
+    let width = rows
+        .iter()
+        .map(|(n, _, _)| n.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     println!(
         "{:width$}  {:>7} {:>10} {:>7} {:>6} {:>7} {:>7}  last run",
         "route", "copied", "duplicates", "skipped", "failed", "pending", "deleted"

@@ -192,9 +192,10 @@ async fn route_loop(
                     .max(floor)
             }
             Err(e) => {
-                let until_resume = e
-                    .resume_at
-                    .map(|t| t.duration_since(std::time::SystemTime::now()).unwrap_or_default());
+                let until_resume = e.resume_at.map(|t| {
+                    t.duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                });
                 let wait = match (e.class, until_resume) {
                     // A spent budget: wait for the window, not a backoff.
                     (ErrorClass::Quota, Some(wait)) => wait.max(Duration::from_secs(1)),
