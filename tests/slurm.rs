@@ -367,3 +367,37 @@ fn a_slurm_job_array_migrates_every_shard_exactly_once_and_reruns_a_failed_one()
         "munged/slurmctld/slurmd {pids:?} still running"
     );
 }
+
+/// The example's two places for N agree (`--array=0-(N-1)` and `SHARDS`),
+/// and bash parses it.
+#[test]
+fn the_example_job_array_covers_exactly_its_shards() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/slurm/migrate.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let last: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --array=0-"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("#SBATCH --array=0-<N-1>");
+    let shards: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SHARDS=${MAILFERRY_SHARDS:-"))
+        .and_then(|n| n.trim().trim_end_matches('}').parse().ok())
+        .expect("SHARDS=${MAILFERRY_SHARDS:-N}");
+    assert_eq!(last + 1, shards, "--array=0-{last} but SHARDS={shards}");
+    assert!(text.contains("--shard \"$task/$SHARDS\""));
+    for per_task in ["#SBATCH --output=", "#SBATCH --error="] {
+        let line = text.lines().find(|l| l.starts_with(per_task)).unwrap();
+        assert!(line.contains("%A_%a"), "{line}: one file per task");
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -146,10 +146,12 @@ impl Slurm {
             .tempdir_in("/tmp")
             .expect("create the slurm instance dir in /tmp")
             .keep();
+        // munged wants execute permission for all on every dir above its socket.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+            .expect("make the slurm dir traversable");
         for sub in ["state", "spool", "log", "run", "munge"] {
             fs::create_dir_all(dir.join(sub)).expect("create the slurm layout");
         }
-        // munged refuses a socket dir without execute permission for all.
         fs::set_permissions(dir.join("munge"), fs::Permissions::from_mode(0o755))
             .expect("chmod the munge dir");
         let key = dir.join("munge/munge.key");
