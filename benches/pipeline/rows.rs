@@ -4,6 +4,8 @@
 //! command after login to the last reply); every end-to-end row (mailferry,
 //! naive, getmail, mbsync, re-poll, UIDL) is the wall time of its whole
 //! process, start-up, TLS and login included, as a user would see it.
+//! Rows 1-3 run three times, interleaved, and report the median run and the
+//! largest peak RSS; the re-poll rows likewise (after one untimed round).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ const SEED: u64 = 0x6d61_696c_6665_7272;
 const LOAD_CHUNK: usize = 500;
 /// Runs of each re-poll measurement; the median is reported.
 const REPOLL_RUNS: usize = 3;
+/// Runs of each of rows 1-3; the median is reported.
+const ROUNDS: usize = 3;
 /// Runs of getmail6 before its row is given up (see `try_chain`).
 const GETMAIL_ATTEMPTS: u32 = 3;
 /// Corpus sizes of the flat-memory check.
@@ -70,12 +74,17 @@ pub fn run_all(args: &Args) -> Report {
         loaded.huge,
         loaded.secs
     );
-    let mut rows = vec![
-        bench.raw_pop3(&src, n, loaded.bytes),
-        bench.raw_imap(corpus, n, loaded.bytes),
-        bench.mailferry(&src, n, loaded.bytes),
-        bench.naive(&src, n, loaded.bytes),
-    ];
+    // The short rows run ROUNDS times, interleaved, so that a burst of
+    // other work on the machine does not decide a ratio alone.
+    let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); 4];
+    for round in 1..=ROUNDS {
+        bench.progress(&format!("round {round} of {ROUNDS}"));
+        rounds[0].push(bench.raw_pop3(&src, n, loaded.bytes));
+        rounds[1].push(bench.raw_imap(corpus, n, loaded.bytes));
+        rounds[2].push(bench.mailferry(&src, n, loaded.bytes));
+        rounds[3].push(bench.naive(&src, n, loaded.bytes));
+    }
+    let mut rows: Vec<Row> = rounds.into_iter().map(median_row).collect();
     rows.extend(bench.chain(&src, n, loaded.bytes));
     rows.extend(bench.repoll(args.repoll));
     let rss_scaling = if args.scaling {
@@ -550,6 +559,21 @@ fn hold(bench: &Bench) {
     );
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// The run with the median time (a failed run, if any, wins: it must show),
+/// its note saying what the other runs took.
+fn median_row(mut runs: Vec<Row>) -> Row {
+    if let Some(failed) = runs.iter().position(|r| r.error.is_some()) {
+        return runs.swap_remove(failed);
+    }
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let all: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.secs)).collect();
+    let peak = runs.iter().filter_map(|r| r.peak_rss_kib).max();
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median.note = format!("{}; median of {} s", median.note, all.join("/"));
+    median.peak_rss_kib = peak;
+    median
 }
 
 fn progress(started: Instant, what: &str) {
