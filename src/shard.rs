@@ -33,7 +33,7 @@ pub enum ShardError {
     },
     #[error("--shard {0:?}: no index in the environment (JOB_COMPLETION_INDEX for a Kubernetes Indexed Job, SLURM_ARRAY_TASK_ID for a Slurm job array)")]
     NoIndex(String),
-    #[error("--shard {spec:?}: {var}={value} disagrees with the shard count {count}")]
+    #[error("--shard {spec:?}: {var}={value} is not below the shard count {count}")]
     Disagrees {
         spec: String,
         var: &'static str,
@@ -42,6 +42,8 @@ pub enum ShardError {
     },
     #[error("--shard auto: the shard count is not in the environment (SLURM_ARRAY_TASK_COUNT); give it as --shard /N")]
     NoCount,
+    #[error("--shard auto: this Slurm array is not a whole 0..N-1 array (a re-run of some shards?), so N is unknown; give it as --shard /N")]
+    PartialArray,
 }
 
 impl Shard {
@@ -50,13 +52,24 @@ impl Shard {
     pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard, ShardError> {
         let syntax = || ShardError::Syntax(spec.to_string());
         let number = |s: &str| s.trim().parse::<u32>().map_err(|_| syntax());
-        let slurm_count = env("SLURM_ARRAY_TASK_COUNT");
+        // SLURM_ARRAY_TASK_COUNT counts the tasks of this submission, not N:
+        // a re-run of some shards (`--array=2,5`) has its own count, so it
+        // only gives N for a whole 0..N-1 array.
+        let slurm = |var: &str| env(var).and_then(|v| v.trim().parse::<u32>().ok());
         let (index, count) = match spec.trim().split_once('/') {
             None if spec.trim() == "auto" => {
                 let (var, index) =
                     env_index(&env).ok_or_else(|| ShardError::NoIndex(spec.into()))?;
-                match slurm_count {
-                    Some(c) if var.starts_with("SLURM") => (index, number(&c)?),
+                let (tasks, min, max) = (
+                    slurm("SLURM_ARRAY_TASK_COUNT"),
+                    slurm("SLURM_ARRAY_TASK_MIN"),
+                    slurm("SLURM_ARRAY_TASK_MAX"),
+                );
+                match (var, tasks, min, max) {
+                    ("SLURM_ARRAY_TASK_ID", Some(n), Some(0), Some(max)) if max + 1 == n => {
+                        (index, n)
+                    }
+                    ("SLURM_ARRAY_TASK_ID", Some(_), _, _) => return Err(ShardError::PartialArray),
                     _ => return Err(ShardError::NoCount),
                 }
             }
@@ -66,13 +79,13 @@ impl Shard {
                 let count = number(n)?;
                 let (var, index) =
                     env_index(&env).ok_or_else(|| ShardError::NoIndex(spec.into()))?;
-                if let Some(value) = slurm_count
-                    .filter(|c| var.starts_with("SLURM") && c.trim() != count.to_string())
+                if let Some(max) = slurm("SLURM_ARRAY_TASK_MAX")
+                    .filter(|m| var.starts_with("SLURM") && *m >= count)
                 {
                     return Err(ShardError::Disagrees {
                         spec: spec.into(),
-                        var: "SLURM_ARRAY_TASK_COUNT",
-                        value,
+                        var: "SLURM_ARRAY_TASK_MAX",
+                        value: max.to_string(),
                         count,
                     });
                 }

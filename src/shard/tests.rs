@@ -26,6 +26,8 @@ fn parses_explicit_and_scheduler_indexes() {
     let slurm = [
         ("SLURM_ARRAY_TASK_ID", "1"),
         ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ("SLURM_ARRAY_TASK_MIN", "0"),
+        ("SLURM_ARRAY_TASK_MAX", "2"),
     ];
     assert_eq!(
         Shard::parse("auto", env(&slurm)),
@@ -36,9 +38,24 @@ fn parses_explicit_and_scheduler_indexes() {
         Ok(Shard { index: 1, count: 3 })
     );
     assert!(matches!(
-        Shard::parse("/4", env(&slurm)),
+        Shard::parse("/2", env(&slurm)),
         Err(ShardError::Disagrees { .. })
     ));
+    // A re-run of shard 2 of 4 alone: COUNT is 1, which is not N.
+    let rerun = [
+        ("SLURM_ARRAY_TASK_ID", "2"),
+        ("SLURM_ARRAY_TASK_COUNT", "1"),
+        ("SLURM_ARRAY_TASK_MIN", "2"),
+        ("SLURM_ARRAY_TASK_MAX", "2"),
+    ];
+    assert_eq!(
+        Shard::parse("/4", env(&rerun)),
+        Ok(Shard { index: 2, count: 4 })
+    );
+    assert_eq!(
+        Shard::parse("auto", env(&rerun)),
+        Err(ShardError::PartialArray)
+    );
     assert!(matches!(
         Shard::parse("/4", env(&[])),
         Err(ShardError::NoIndex(_))
