@@ -119,6 +119,9 @@ fn uidl_reset_copies_nothing_twice() {
     );
     sync(&config, &[], 0);
     // Recreate the maildrop with the same mail: new UIDVALIDITY, new UIDLs.
+    // Dovecot takes UIDVALIDITY from the clock in seconds, so a maildrop
+    // recreated within the same second would keep its UIDLs.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::remove_dir_all(dovecot.maildir_root(&src)).unwrap();
     dovecot.load(&src, "INBOX", &mail);
     let reports = sync(&config, &[], 0);

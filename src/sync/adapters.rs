@@ -248,6 +248,10 @@ impl MailTarget for ImapTarget {
             .collect())
     }
 
+    async fn refresh(&mut self) -> Result<(), RouteError> {
+        self.session.noop().await.map_err(|e| self.error(&e))
+    }
+
     async fn logout(self) {
         let _ = self.session.logout().await;
     }

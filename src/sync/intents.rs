@@ -18,6 +18,7 @@ pub async fn resolve<T: MailTarget>(
     target: &mut T,
     ledger: &SharedLedger,
     report: &mut PassReport,
+    grace: std::time::Duration,
 ) -> Result<(), RouteError> {
     let key = &plan.key;
     let intents = ledger.call(|l| l.pending_intents(&key.target, &key.mailbox))?;
@@ -25,18 +26,42 @@ pub async fn resolve<T: MailTarget>(
         return Ok(());
     }
     tracing::info!(route = %plan.name, count = intents.len(), "resolving append intents left by an interrupted pass");
+    let mut unresolved = Vec::new();
     for intent in intents {
         match find(plan, state, target, &intent).await? {
-            Some(uid) => {
-                ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))]))?;
-                report.intents_found += 1;
-            }
+            Some(uid) => settle(ledger, &intent, uid, report)?,
+            None => unresolved.push(intent),
+        }
+    }
+    if unresolved.is_empty() {
+        return Ok(());
+    }
+    // An APPEND a killed process had already sent can still be on its way
+    // (in the kernel's socket buffer, or in the server's queue) and be
+    // stored a moment after the search above. Give it time, make the server
+    // show what arrived, and look again before deciding it never happened.
+    tokio::time::sleep(grace).await;
+    target.refresh().await?;
+    for intent in unresolved {
+        match find(plan, state, target, &intent).await? {
+            Some(uid) => settle(ledger, &intent, uid, report)?,
             None => {
                 ledger.call(|l| l.drop_intent(intent.id))?;
                 report.intents_dropped += 1;
             }
         }
     }
+    Ok(())
+}
+
+fn settle(
+    ledger: &SharedLedger,
+    intent: &Intent,
+    uid: NonZeroU32,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))]))?;
+    report.intents_found += 1;
     Ok(())
 }
 

@@ -43,6 +43,9 @@ pub struct PassOptions {
     pub byte_budget: Option<ByteBudget>,
     /// Appends are paced to at most this many bytes per second.
     pub bytes_per_second: Option<u64>,
+    /// How long to wait for a late APPEND of a killed process before an
+    /// append intent that was not found is given up (see `intents`).
+    pub late_append_grace: std::time::Duration,
     /// A message that failed this many times is left as failed.
     pub max_attempts: u32,
     /// Bytes of downloaded messages held in memory at once.
@@ -71,6 +74,7 @@ impl Default for PassOptions {
             reconcile: false,
             byte_budget: None,
             bytes_per_second: None,
+            late_append_grace: std::time::Duration::from_secs(3),
             max_attempts: 3,
             budget_bytes: 32 * 1024 * 1024,
             batch_messages: 64,
@@ -155,7 +159,8 @@ where
     let mut change = UidValidityChange::Unchanged;
     if !options.dry_run {
         change = note_uidvalidity(plan, &state, ledger)?;
-        crate::sync::intents::resolve(plan, &state, target, ledger, report).await?;
+        let grace = options.late_append_grace;
+        crate::sync::intents::resolve(plan, &state, target, ledger, report, grace).await?;
     }
     let mut source = connect_source().await?;
     report.login_delay = source.login_delay();

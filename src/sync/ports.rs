@@ -142,6 +142,12 @@ pub trait MailTarget {
     /// `from_uid` when given).
     async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError>;
 
+    /// Makes the server report what changed in the selected mailbox (NOOP),
+    /// so a search sees messages other sessions stored meanwhile.
+    async fn refresh(&mut self) -> Result<(), RouteError> {
+        Ok(())
+    }
+
     /// Ends the session.
     async fn logout(self);
 }

@@ -100,6 +100,11 @@ struct Mailbox {
     store_on_cut: bool,
     /// Messages containing this text are refused with NO.
     refuse: Option<&'static str>,
+    /// The append that meets the cut is stored only at the next NOOP: a
+    /// killed client's last APPEND reaching the server late.
+    late: Option<Vec<u8>>,
+    /// Whether the cut append arrives late (see `late`).
+    late_on_cut: bool,
 }
 
 #[derive(Clone)]
@@ -144,7 +149,9 @@ impl MailTarget for FakeImap {
         for m in batch {
             if let Some(left) = mb.cut_after {
                 if left == 0 {
-                    if mb.store_on_cut {
+                    if mb.late_on_cut {
+                        mb.late = Some(m.bytes.to_vec());
+                    } else if mb.store_on_cut {
                         let uid = mb.next_uid;
                         mb.next_uid += 1;
                         mb.messages.push((uid, m.bytes.to_vec()));
@@ -214,6 +221,16 @@ impl MailTarget for FakeImap {
             .collect())
     }
 
+    async fn refresh(&mut self) -> Result<(), RouteError> {
+        let mut mb = self.0.lock().unwrap();
+        if let Some(bytes) = mb.late.take() {
+            let uid = mb.next_uid;
+            mb.next_uid += 1;
+            mb.messages.push((uid, bytes));
+        }
+        Ok(())
+    }
+
     async fn logout(self) {}
 }
 
@@ -250,7 +267,11 @@ async fn pass(
     pop: &FakePop,
     imap: &FakeImap,
 ) -> (Result<(), RouteError>, PassReport) {
-    pass_with(rig, plan, pop, imap, &PassOptions::default()).await
+    let options = PassOptions {
+        late_append_grace: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    pass_with(rig, plan, pop, imap, &options).await
 }
 
 async fn pass_with(
@@ -605,4 +626,24 @@ async fn after_a_recreated_mailbox_later_passes_do_not_trust_the_old_record() {
     r.unwrap();
     assert_eq!((report.counts.copied, report.counts.duplicates), (8, 0));
     assert_eq!(imap.bodies(), sorted(&mail));
+}
+
+#[tokio::test]
+async fn an_append_that_lands_late_is_waited_for_not_appended_again() {
+    let rig = rig();
+    let mail = corpus(10);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.cut_after = Some(3);
+        mb.late_on_cut = true;
+    }
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    assert!(pass(&rig, &p, &pop, &imap).await.0.is_err());
+    // The next pass searches before the late append is stored: only after
+    // the grace and a NOOP does it show, and it must be found, not redone.
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.intents_found, report.intents_dropped), (1, 0));
+    assert_eq!(imap.bodies(), sorted(&mail), "exactly once");
 }

@@ -128,10 +128,13 @@ fn try_read_in_uid_order(dir: &Path) -> Option<Vec<Vec<u8>>> {
     Some(messages)
 }
 
-/// (base name before `:`, full path) of every file in `cur/` and `new/`.
+/// (base name before `:`, full path) of every file in `new/` and `cur/`.
+/// Dovecot only ever moves files from `new/` to `cur/`, so listing `new/`
+/// first cannot miss a file moved in between; one seen in both is kept once
+/// (its `cur/` path).
 fn list_message_files(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut files = Vec::new();
-    for sub in ["cur", "new"] {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for sub in ["new", "cur"] {
         let entries = match fs::read_dir(dir.join(sub)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -139,7 +142,9 @@ fn list_message_files(dir: &Path) -> Vec<(String, PathBuf)> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.push((base_name(&name).to_string(), entry.path()));
+            let base = base_name(&name).to_string();
+            files.retain(|(b, _)| *b != base);
+            files.push((base, entry.path()));
         }
     }
     files
