@@ -24,6 +24,7 @@ mod lines;
 mod normalise;
 
 pub use date::{arrival_date, parse_rfc5322_date, MailDate};
+pub(crate) use date::{civil_from_days, days_from_civil};
 pub use hash::Hash;
 pub use header::{header, message_id};
 pub use normalise::to_crlf;
