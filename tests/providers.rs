@@ -73,6 +73,10 @@ fn session(stream: TcpStream, maildrop: &Mutex<WindowedPop3>) {
                 }
                 r + ".\r\n"
             }
+            "LIST" if arg.is_some() => match arg.and_then(|n| shown.get(n.wrapping_sub(1))) {
+                Some(&i) => format!("+OK {} {}\r\n", arg.unwrap_or(0), d.messages[i].len()),
+                None => "-ERR no such message\r\n".to_string(),
+            },
             "LIST" => {
                 let mut r = String::from("+OK\r\n");
                 for (n, i) in shown.iter().enumerate() {

@@ -2,6 +2,8 @@
 //! session, [`MailTarget`] for an IMAP session. Thin: protocol work is in
 //! `pop3` and `imap`; this maps their results and errors onto the engine's.
 
+use std::collections::HashMap;
+
 use crate::config::Account;
 use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession, SearchKey};
 use crate::pop3::{Pop3Error, Pop3Session};
@@ -9,6 +11,9 @@ use crate::sync::budget::{self, Problem};
 use crate::sync::ports::{
     AppendOutcome, Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
 };
+
+/// Up to this many sizes are asked one by one rather than by a whole LIST.
+const FEW_SIZES: usize = 64;
 
 /// Logs in to a POP3 source.
 pub async fn connect_source(account: &Account) -> Result<Pop3Source, RouteError> {
@@ -49,16 +54,32 @@ impl MailSource for Pop3Source {
                 ),
             ));
         };
-        let sizes = self.session.list().await.map_err(|e| self.error(&e))?;
-        let sizes: std::collections::HashMap<u32, u64> = sizes.into_iter().collect();
         Ok(uidls
             .into_iter()
             .map(|(msgno, uidl)| Listed {
-                size: sizes.get(&msgno).copied().unwrap_or(0),
+                size: 0,
                 msgno,
                 uidl,
             })
             .collect())
+    }
+
+    async fn sizes(&mut self, msgnos: &[u32]) -> Result<HashMap<u32, u64>, RouteError> {
+        // A few: `LIST n` each, pipelined. Many: one LIST of everything,
+        // which the session also keeps for its RETR window.
+        if msgnos.len() <= FEW_SIZES {
+            let results = self
+                .session
+                .list_many(msgnos)
+                .await
+                .map_err(|e| self.error(&e))?;
+            return Ok(results
+                .into_iter()
+                .filter_map(|(n, size)| Some((n, size.ok()?)))
+                .collect());
+        }
+        let all = self.session.list().await.map_err(|e| self.error(&e))?;
+        Ok(all.into_iter().collect())
     }
 
     async fn retrieve(

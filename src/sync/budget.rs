@@ -93,6 +93,20 @@ impl Sender {
     }
 }
 
+impl Fetched {
+    /// The message number, the bytes (or the problem), and the reservation,
+    /// which the caller keeps for as long as it holds the bytes.
+    pub fn into_parts(self) -> (u32, Result<Vec<u8>, Problem>, Reservation) {
+        (
+            self.msgno,
+            self.bytes,
+            Reservation {
+                permit: self._permit,
+            },
+        )
+    }
+}
+
 impl Receiver {
     /// The next message; `None` once every sender is dropped and all is read.
     pub async fn recv(&mut self) -> Option<Fetched> {

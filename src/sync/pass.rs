@@ -76,7 +76,7 @@ impl Default for PassOptions {
             bytes_per_second: None,
             late_append_grace: std::time::Duration::from_secs(3),
             max_attempts: 3,
-            budget_bytes: 32 * 1024 * 1024,
+            budget_bytes: 16 * 1024 * 1024,
             batch_messages: 64,
             batch_bytes: 8 * 1024 * 1024,
         }
@@ -226,10 +226,20 @@ async fn transfer<S: MailSource, T: MailTarget>(
     let listing = source.list().await?;
     let uidls: Vec<&str> = listing.iter().map(|m| m.uidl.as_str()).collect();
     let settled = ledger.call(|l| l.settled(&plan.key, &uidls, options.max_attempts))?;
-    let todo: Vec<&Listed> = listing
+    let mut todo: Vec<Listed> = listing
         .iter()
         .filter(|m| !settled.contains(&m.uidl))
+        .cloned()
         .collect();
+    if !todo.is_empty() {
+        // Sizes only for what will be downloaded: a no-op poll of a large
+        // leave-on-server maildrop costs one UIDL and the ledger lookup.
+        let msgnos: Vec<u32> = todo.iter().map(|m| m.msgno).collect();
+        let sizes = source.sizes(&msgnos).await?;
+        for m in &mut todo {
+            m.size = sizes.get(&m.msgno).copied().unwrap_or(m.size);
+        }
+    }
     report.pending = todo.len() as u64;
     tracing::info!(route = %plan.name, on_source = listing.len(), to_fetch = todo.len(), "source listed");
     if options.dry_run {
@@ -300,6 +310,9 @@ struct Ready {
     uidl: String,
     bytes: Vec<u8>,
     hash: Hash,
+    /// Its share of the byte budget, held until it is appended and settled,
+    /// so memory stays bounded by the budget whatever the batch holds.
+    _budget: budget::Reservation,
 }
 
 impl<T: MailTarget> Appender<'_, T> {
@@ -350,18 +363,25 @@ impl<T: MailTarget> Appender<'_, T> {
         let mut problems: Vec<(String, Problem)> = Vec::new();
         let mut ready: Vec<Ready> = Vec::new();
         for fetched in batch {
-            let Some(uidl) = self.uidl_of.get(&fetched.msgno) else {
+            let (msgno, bytes, reservation) = fetched.into_parts();
+            let Some(uidl) = self.uidl_of.get(&msgno) else {
                 continue;
             };
-            match fetched.bytes {
+            match bytes {
                 Err(problem) => problems.push((uidl.to_string(), problem)),
                 Ok(raw) => {
-                    let bytes = message::to_crlf(&raw).into_owned();
+                    // POP3 already serves CRLF: keep the download, copy only
+                    // when something needs fixing.
+                    let bytes = match message::to_crlf(&raw) {
+                        std::borrow::Cow::Borrowed(_) => raw,
+                        std::borrow::Cow::Owned(fixed) => fixed,
+                    };
                     let hash = dedup_key(self.plan.identity, &bytes);
                     ready.push(Ready {
                         uidl: uidl.to_string(),
                         bytes,
                         hash,
+                        _budget: reservation,
                     });
                 }
             }

@@ -50,8 +50,15 @@ pub struct Listed {
 /// A POP3 maildrop, as the engine uses it.
 #[allow(async_fn_in_trait)]
 pub trait MailSource {
-    /// Every message on the server now, with UIDL and size.
+    /// Every message on the server now, with its UIDL (sizes may be 0 here:
+    /// a poll that finds nothing new never needs them).
     async fn list(&mut self) -> Result<Vec<Listed>, RouteError>;
+
+    /// The server's sizes of these messages (by message number).
+    async fn sizes(
+        &mut self,
+        msgnos: &[u32],
+    ) -> Result<std::collections::HashMap<u32, u64>, RouteError>;
 
     /// Downloads `messages` (message number, expected size) in order, sending
     /// each into `tx` as it arrives (reserving its size first, so memory stays

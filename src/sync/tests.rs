@@ -51,11 +51,23 @@ impl MailSource for FakePop {
             .messages
             .iter()
             .enumerate()
-            .map(|(i, (uidl, bytes))| Listed {
+            .map(|(i, (uidl, _))| Listed {
                 msgno: i as u32 + 1,
                 uidl: uidl.clone(),
-                size: bytes.len() as u64,
+                // Like the real source: sizes come from `sizes()`.
+                size: 0,
             })
+            .collect())
+    }
+
+    async fn sizes(
+        &mut self,
+        msgnos: &[u32],
+    ) -> Result<std::collections::HashMap<u32, u64>, RouteError> {
+        let drop = self.0.lock().unwrap();
+        Ok(msgnos
+            .iter()
+            .map(|&n| (n, drop.messages[n as usize - 1].1.len() as u64))
             .collect())
     }
 
