@@ -203,3 +203,54 @@ fn dry_run_changes_nothing_anywhere() {
         "a dry run creates no ledger"
     );
 }
+
+#[test]
+fn verify_finds_a_message_removed_behind_its_back() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("vsrc"), dovecot.user("vdst"));
+    let mail = corpus("verify", 20);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        dovecot,
+        &[RouteSpec {
+            from: &src,
+            to: &dst,
+            mailbox: "INBOX",
+            delete: "\"never\"",
+        }],
+    );
+    sync(&config, &[], 0);
+    let (code, out, err) = support::e2e::mailferry(&config, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "{n} of {n} recorded messages present",
+            n = mail.len()
+        )),
+        "{out}"
+    );
+    // Someone deletes one copy on the server, outside mailferry.
+    let inbox = dovecot.maildir_root(&dst);
+    let victim = ["cur", "new"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(inbox.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .find(|e| {
+            std::fs::read(e.path()).is_ok_and(|b| b.windows(17).any(|w| w == b"verify message 7\r"))
+        })
+        .expect("the copy of message 7");
+    std::fs::remove_file(victim.path()).unwrap();
+    for args in [vec!["--json", "verify"], vec!["--json", "verify", "--deep"]] {
+        let (code, out, err) = support::e2e::mailferry(&config, &args);
+        assert_eq!(code, 1, "{args:?}: a missing copy is exit 1\n{out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let missing = doc["mailboxes"][0]["missing"].as_array().unwrap();
+        assert_eq!(missing.len(), 1, "{args:?}: {doc}");
+    }
+}
