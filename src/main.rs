@@ -149,11 +149,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Progress bars own the terminal during an interactive sync: only
-    // warnings interleave with them unless -v asks for more.
-    let bars =
-        matches!(cli.command, Command::Sync { .. }) && !cli.json && std::io::stderr().is_terminal();
-    init_logging(cli.verbose, cli.quiet, bars, cli.log_format);
+    // The one-shot commands print their own summary: their logs stay at
+    // warnings unless -v asks for more. The daemon logs every pass.
+    let quiet_by_default = !matches!(cli.command, Command::Run);
+    init_logging(cli.verbose, cli.quiet, quiet_by_default, cli.log_format);
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
