@@ -47,6 +47,22 @@ fn k8s_manifest_is_an_indexed_job_with_matching_shards() {
 }
 
 #[test]
+fn k8s_manifest_passes_the_kubernetes_api_models() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("scripts/check-k8s-manifest"))
+        .arg(root.join("examples/k8s/migration-job.yaml"))
+        .output()
+        .expect("run scripts/check-k8s-manifest (python3 with the kubernetes client; scripts/test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("is a valid V1Job"), "{text}");
+}
+
+#[test]
 fn service_unit_and_dockerfile_run_the_daemon() {
     let unit = example("mailferry.service");
     assert!(
