@@ -949,3 +949,66 @@ fn bench_response_decode() {
         );
     }
 }
+
+#[tokio::test]
+async fn utf8_accept_sends_mailbox_names_as_utf8() {
+    within_deadline(async {
+        let fake = Fake::start(
+            "* OK [CAPABILITY IMAP4rev1 LITERAL+ ENABLE UTF8=ACCEPT] fake ready\r\n",
+            false,
+            after_login("LITERAL+ ENABLE UTF8=ACCEPT", |tag, text| {
+                if text.starts_with("ENABLE UTF8=ACCEPT") {
+                    vec![send(&format!(
+                        "* ENABLED UTF8=ACCEPT\r\n{tag} OK enabled\r\n"
+                    ))]
+                } else if text == "LIST \"\" \"\"" {
+                    vec![send(&format!(
+                        "* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK listed\r\n"
+                    ))]
+                } else {
+                    vec![send(&format!("{tag} OK done\r\n"))]
+                }
+            }),
+        )
+        .await;
+        let mut imap = session(&fake).await;
+        assert_eq!(
+            imap.mailbox_encoding(),
+            mailferry::imap::encode::MailboxEncoding::Utf8
+        );
+        imap.ensure_mailbox("Archiv/Überweisungen").await.unwrap();
+        let wire = fake.received();
+        assert!(wire.contains("CREATE \"Archiv/Überweisungen\""), "{wire}");
+        assert!(
+            !wire.contains("&AN"),
+            "no modified UTF-7 once UTF8=ACCEPT is on: {wire}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_utf8_accept_names_stay_modified_utf7() {
+    within_deadline(async {
+        let fake = Fake::start(
+            GREETING,
+            false,
+            after_login("LITERAL+", |tag, text| {
+                if text == "LIST \"\" \"\"" {
+                    vec![send(&format!(
+                        "* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK listed\r\n"
+                    ))]
+                } else {
+                    vec![send(&format!("{tag} OK done\r\n"))]
+                }
+            }),
+        )
+        .await;
+        let mut imap = session(&fake).await;
+        imap.ensure_mailbox("Archiv/Überweisungen").await.unwrap();
+        let wire = fake.received();
+        assert!(wire.contains("CREATE Archiv/&ANw-berweisungen"), "{wire}");
+        assert!(!wire.contains("ENABLE"), "{wire}");
+    })
+    .await;
+}

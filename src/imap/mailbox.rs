@@ -3,8 +3,10 @@
 //! Names given to this API use `/` as the hierarchy separator, whatever the
 //! server's delimiter (learnt once from `LIST "" ""`, RFC 3501 §6.3.8); a
 //! level that contains the server's own delimiter is refused rather than
-//! silently split. On the wire names are modified UTF-7 (RFC 3501 §5.1.3).
+//! silently split. On the wire names are modified UTF-7 (RFC 3501 §5.1.3),
+//! or UTF-8 once the server has enabled UTF8=ACCEPT (RFC 6855).
 
+use super::encode::MailboxEncoding;
 use super::error::{ImapError, ResponseCode, StatusKind};
 use super::response::{ListEntry, Untagged};
 use super::session::ImapSession;
@@ -54,14 +56,14 @@ impl ImapSession {
             .mailbox(&wire, self.encoding)?
             .finish();
         let (_, untagged) = self.run_ok("LIST", &req).await?;
-        let delimiter = self.delimiter.flatten();
+        let (delimiter, encoding) = (self.delimiter.flatten(), self.encoding);
         Ok(untagged
             .into_iter()
             .filter_map(|u| match u {
                 Untagged::List(entry) => Some(entry),
                 _ => None,
             })
-            .filter_map(|entry| list_entry(entry, delimiter))
+            .filter_map(|entry| list_entry(entry, delimiter, encoding))
             .collect())
     }
 
@@ -190,12 +192,19 @@ fn to_server_name(name: &str, delimiter: Option<char>) -> Result<String, &'stati
     }
 }
 
-/// Decodes a LIST entry's name back into a `/`-separated name; entries
-/// whose name is not valid modified UTF-7 are skipped (not ours).
-fn list_entry(entry: ListEntry, delimiter: Option<char>) -> Option<MailboxEntry> {
+/// Decodes a LIST entry's name back into a `/`-separated name (modified
+/// UTF-7, or UTF-8 once UTF8=ACCEPT is enabled); entries whose name does
+/// not decode are skipped (not ours).
+fn list_entry(
+    entry: ListEntry,
+    delimiter: Option<char>,
+    encoding: MailboxEncoding,
+) -> Option<MailboxEntry> {
     let raw = String::from_utf8(entry.name).ok()?;
     let decoded = if raw.eq_ignore_ascii_case("INBOX") {
         "INBOX".to_string()
+    } else if encoding == MailboxEncoding::Utf8 {
+        raw
     } else {
         utf7::decode(&raw)?
     };
@@ -229,12 +238,22 @@ mod tests {
             delimiter: Some('.'),
             name: name.to_vec(),
         };
-        let e = list_entry(entry(b"Archiv.&ANw-berweisungen"), Some('.')).unwrap();
+        let e = list_entry(
+            entry(b"Archiv.&ANw-berweisungen"),
+            Some('.'),
+            MailboxEncoding::Utf7,
+        )
+        .unwrap();
         assert_eq!(e.name, "Archiv/Überweisungen");
         assert_eq!(
-            list_entry(entry(b"inbox"), Some('.')).unwrap().name,
+            list_entry(entry(b"inbox"), Some('.'), MailboxEncoding::Utf7)
+                .unwrap()
+                .name,
             "INBOX"
         );
-        assert_eq!(list_entry(entry(b"bad&-&"), Some('.')), None);
+        assert_eq!(
+            list_entry(entry(b"bad&-&"), Some('.'), MailboxEncoding::Utf7),
+            None
+        );
     }
 }

@@ -166,8 +166,32 @@ impl ImapSession {
         if !preauth {
             session.login(account).await?;
         }
+        if session.caps.has("UTF8=ACCEPT") && session.caps.has("ENABLE") {
+            session.enable_utf8().await?;
+        }
         tracing::debug!(host = session.host(), capabilities = ?session.caps, "imap session ready");
         Ok(session)
+    }
+
+    /// RFC 6855 §3 ENABLE UTF8=ACCEPT: mailbox names then travel as UTF-8
+    /// quoted strings instead of modified UTF-7. Only when the server says
+    /// `* ENABLED UTF8=ACCEPT`; otherwise the session keeps modified UTF-7,
+    /// which every server understands.
+    async fn enable_utf8(&mut self) -> Result<(), ImapError> {
+        let req = self.command("ENABLE").syntax("UTF8=ACCEPT").finish();
+        let (_, untagged) = self.run_ok("ENABLE", &req).await?;
+        let enabled = untagged.iter().any(
+            |u| matches!(u, Untagged::Enabled(caps) if caps.iter().any(|c| c == "UTF8=ACCEPT")),
+        );
+        if enabled {
+            self.encoding = MailboxEncoding::Utf8;
+        }
+        Ok(())
+    }
+
+    /// How mailbox names are encoded on this session.
+    pub fn mailbox_encoding(&self) -> MailboxEncoding {
+        self.encoding
     }
 
     /// The server's current capabilities.
@@ -281,7 +305,9 @@ impl ImapSession {
     pub(super) fn command(&mut self, name: &'static str) -> CommandBuilder {
         self.tags += 1;
         let tag = format!("A{}", self.tags);
+        // RFC 6855 §3: with UTF8=ACCEPT enabled, UTF-8 may go in quoted strings.
         CommandBuilder::new(&tag, name, self.caps.literals())
+            .utf8_quoted(self.encoding == MailboxEncoding::Utf8)
     }
 
     /// Sends one command and reads until its tagged reply; the status and the
