@@ -105,3 +105,65 @@ fn three_shards_at_once_copy_everything_exactly_once() {
         .sum();
     assert_eq!(merged, total as u64, "{doc}");
 }
+
+/// Measurement, not a test: aggregate throughput of 1, 2 and 4 shard
+/// processes over the same 16 routes (fresh users each time). Run with
+/// `cargo test --release --test shards -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn shard_throughput() {
+    let dovecot = shared();
+    for shards in [1u32, 2, 4] {
+        let sources: Vec<User> = (0..16)
+            .map(|i| dovecot.user(&format!("tp{shards}s{i}")))
+            .collect();
+        let targets: Vec<User> = (0..16)
+            .map(|i| dovecot.user(&format!("tp{shards}t{i}")))
+            .collect();
+        let mut total = 0usize;
+        let mut bytes = 0usize;
+        for (i, user) in sources.iter().enumerate() {
+            let m = support::e2e::corpus_with_big(&format!("tp{shards}-{i}"), 150, 300);
+            total += m.len();
+            bytes += m.iter().map(Vec::len).sum::<usize>();
+            dovecot.load(user, "INBOX", &m);
+        }
+        let routes: Vec<RouteSpec<'_>> = sources
+            .iter()
+            .zip(&targets)
+            .map(|(from, to)| RouteSpec {
+                from,
+                to,
+                mailbox: "INBOX",
+                delete: "\"never\"",
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), dovecot, &routes);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("ledger.db", "ledger-{shard}.db");
+        std::fs::write(&config, text).unwrap();
+        let started = Instant::now();
+        let mut children: Vec<_> = (0..shards)
+            .map(|i| {
+                spawn_mailferry(
+                    &config,
+                    &["--json", "--shard", &format!("{i}/{shards}"), "sync"],
+                )
+            })
+            .collect();
+        for child in &mut children {
+            assert!(child.wait().unwrap().success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let copied: usize = targets.iter().map(|t| dovecot.count(t, "INBOX")).sum();
+        assert_eq!(copied, total);
+        println!(
+            "{shards} shard process(es): {total} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s, {:.1} MB/s",
+            bytes as f64 / 1e6,
+            total as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        );
+    }
+}
