@@ -214,3 +214,70 @@ fn ledger_backup_and_check() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("ledger.db"), "{err}");
 }
+
+/// Makes the source and the target message number `i`.
+type MakePair = dyn Fn(usize) -> (Vec<u8>, Vec<u8>);
+
+/// Measurement, not a test: what reconciling a 5,000-message target costs
+/// when the ledger is lost. Run with
+/// `cargo test --release --test reconcile -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn reconcile_costs() {
+    let dovecot = shared();
+    let n = 5_000;
+    // A message of exactly `size` bytes, distinguished by `tag`.
+    let sized = |tag: &str, i: usize, size: usize| -> Vec<u8> {
+        let head = format!("Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@x>\r\n\r\n");
+        let mut m = head.into_bytes();
+        m.resize(size.max(m.len() + 2) - 2, b'x');
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    let cases: [(&str, Box<MakePair>); 3] = [
+        // (a) the target holds other mail, every size distinct from the source's
+        (
+            "a: disjoint, distinct sizes",
+            Box::new(move |i| {
+                (
+                    sized("src", i, 2_000 + 2 * i),
+                    sized("dst", i, 2_001 + 2 * i),
+                )
+            }),
+        ),
+        // (b) the target holds the same mail (a realistic lost ledger)
+        (
+            "b: same mail on both sides",
+            Box::new(move |i| {
+                let m = sized("same", i, 1_500 + (i * 7919) % 40_000);
+                (m.clone(), m)
+            }),
+        ),
+        // (c) worst case: every message of one size, half of them on the target
+        (
+            "c: all one size, half present",
+            Box::new(move |i| (sized("one", i, 3_000), sized("one", i + (i % 2) * n, 3_000))),
+        ),
+    ];
+    for (label, make) in cases {
+        let (src, dst) = (dovecot.user("rcsrc"), dovecot.user("rcdst"));
+        let (source, target): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (0..n).map(&make).unzip();
+        dovecot.load(&src, "INBOX", &source);
+        dovecot.load(&dst, "INBOX", &target);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+        let started = std::time::Instant::now();
+        let (code, out, err) = support::e2e::mailferry(&config, &["--json", "reconcile"]);
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(code, 0, "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let r = &doc["routes"][0]["report"];
+        println!(
+            "{label}: {n} target messages indexed {}, bodies fetched {} ({:.1} MB), matches {}, in {secs:.1} s",
+            r["target_indexed"],
+            r["target_bodies_fetched"],
+            r["target_bytes_fetched"].as_u64().unwrap_or(0) as f64 / 1e6,
+            r["counts"]["duplicates"]
+        );
+    }
+}

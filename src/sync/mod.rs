@@ -4,6 +4,7 @@
 //! ([`ports`]).
 
 pub mod adapters;
+mod appender;
 pub mod budget;
 pub mod index;
 pub mod intents;
