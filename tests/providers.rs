@@ -268,3 +268,217 @@ fn a_daily_upload_budget_pauses_and_resumes_with_nothing_twice() {
         "only the skipped message stays"
     );
 }
+
+/// A mailbox on a scripted IMAP server that behaves like a big provider:
+/// it throttles one APPEND with a suggested back-off (Microsoft 365), ends
+/// a session with BYE right after storing a message but before saying OK,
+/// and advertises an APPENDLIMIT (Gmail: 35,651,584 bytes; smaller here).
+#[derive(Default)]
+struct ProviderBox {
+    messages: Vec<Vec<u8>>,
+    appends: usize,
+    throttled: usize,
+}
+
+const THROTTLE_AT: usize = 5;
+const BYE_AT: usize = 12;
+const LIMIT: usize = 50_000;
+
+fn serve_imap(mailbox: Arc<Mutex<ProviderBox>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mailbox = mailbox.clone();
+            std::thread::spawn(move || imap_session(stream, &mailbox));
+        }
+    });
+    port
+}
+
+/// Reads one command, literals inline (non-synchronising ones only: the
+/// server offers LITERAL+).
+fn read_command(lines: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut command = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if lines.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        command.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line);
+        let Some(open) = text
+            .trim_end()
+            .strip_suffix("+}")
+            .and_then(|t| t.rfind('{').map(|i| (t, i)))
+        else {
+            return Some(command);
+        };
+        let size: usize = open.0[open.1 + 1..].parse().ok()?;
+        let mut data = vec![0; size];
+        std::io::Read::read_exact(lines, &mut data).ok()?;
+        command.extend_from_slice(&data);
+    }
+}
+
+fn imap_session(stream: TcpStream, mailbox: &Mutex<ProviderBox>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream);
+    let caps = format!("IMAP4rev1 LITERAL+ UIDPLUS APPENDLIMIT={LIMIT}");
+    let _ = out.write_all(format!("* OK [CAPABILITY {caps}] provider ready\r\n").as_bytes());
+    while let Some(command) = read_command(&mut lines) {
+        let text = String::from_utf8_lossy(&command).into_owned();
+        let (tag, rest) = text.split_once(' ').unwrap_or((&text, ""));
+        let verb = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let mut mb = mailbox.lock().unwrap();
+        let reply = match verb.as_str() {
+            "CAPABILITY" => format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n"),
+            "LOGIN" => format!("{tag} OK [CAPABILITY {caps}] logged in\r\n"),
+            "LIST" if rest.contains("\"\" \"\"") => format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n"),
+            "LIST" => format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n"),
+            "CREATE" | "SUBSCRIBE" | "NOOP" => format!("{tag} OK done\r\n"),
+            "SELECT" | "EXAMINE" => format!(
+                "* {} EXISTS\r\n* OK [UIDVALIDITY 42] ok\r\n* OK [UIDNEXT {}] ok\r\n{tag} OK [READ-WRITE] selected\r\n",
+                mb.messages.len(),
+                mb.messages.len() + 1
+            ),
+            "APPEND" => {
+                mb.appends += 1;
+                let body = &command[command.windows(3).position(|w| w == b"+}\r").map_or(0, |i| i + 4)..];
+                let body = body.strip_suffix(b"\r\n").unwrap_or(body).to_vec();
+                if mb.appends == THROTTLE_AT {
+                    mb.throttled += 1;
+                    format!("{tag} NO Request is throttled. Suggested Backoff Time: 500 milliseconds\r\n")
+                } else if mb.appends == BYE_AT {
+                    mb.messages.push(body);
+                    let _ = out.write_all(b"* BYE server restarting\r\n");
+                    return;
+                } else {
+                    mb.messages.push(body);
+                    format!("{tag} OK [APPENDUID 42 {}] stored\r\n", mb.messages.len())
+                }
+            }
+            "UID" if rest.contains("SEARCH") => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let arg = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1));
+                let larger: usize = arg("LARGER").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let smaller: usize = arg("SMALLER").and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+                let from: usize = arg("UID").and_then(|v| v.trim_end_matches(":*").parse().ok()).unwrap_or(1);
+                let uids: Vec<String> = mb
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| m.len() > larger && m.len() < smaller && i + 1 >= from)
+                    .map(|(i, _)| (i + 1).to_string())
+                    .collect();
+                format!("* SEARCH {}\r\n{tag} OK done\r\n", uids.join(" "))
+            }
+            "UID" if rest.contains("FETCH") => {
+                let set = rest.split_whitespace().nth(2).unwrap_or("");
+                let mut reply = Vec::new();
+                for part in set.split(',') {
+                    let (lo, hi) = part.split_once(':').unwrap_or((part, part));
+                    let lo: usize = lo.parse().unwrap_or(1);
+                    let hi: usize = if hi == "*" { mb.messages.len() } else { hi.parse().unwrap_or(lo) };
+                    for uid in lo..=hi.min(mb.messages.len()) {
+                        let m = &mb.messages[uid - 1];
+                        reply.extend_from_slice(
+                            format!("* {uid} FETCH (UID {uid} RFC822.SIZE {} FLAGS () BODY[] {{{}}}\r\n", m.len(), m.len()).as_bytes(),
+                        );
+                        reply.extend_from_slice(m);
+                        reply.extend_from_slice(b")\r\n");
+                    }
+                }
+                reply.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
+                let _ = out.write_all(&reply);
+                continue;
+            }
+            "LOGOUT" => {
+                let _ = out.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes());
+                return;
+            }
+            _ => format!("{tag} BAD unknown command\r\n"),
+        };
+        let _ = out.write_all(reply.as_bytes());
+    }
+}
+
+#[test]
+fn a_throttling_provider_that_drops_sessions_gets_everything_once() {
+    let dovecot = shared();
+    let src = dovecot.user("provsrc");
+    let mut mail = corpus_with_big_none("provider", 30);
+    let mut big = b"Subject: over the provider's APPENDLIMIT\n\n".to_vec();
+    big.extend(std::iter::repeat_n(b'y', LIMIT + 1000));
+    big.push(b'\n');
+    mail.push(big);
+    dovecot.load(&src, "INBOX", &mail);
+    let state = Arc::new(Mutex::new(ProviderBox::default()));
+    let port = serve_imap(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"old\"\nhost = \"localhost\"\nport = {pop3s}\n\
+             username = \"{user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
+             [[target]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nallow_plaintext = true\n\
+             username = \"me\"\npassword = \"x\"\ntimeout = \"10s\"\n\n\
+             [[route]]\nfrom = \"old\"\nto = \"provider\"\ndelete = \"after-copy\"\n",
+            ledger = dir.path().join("ledger.db").display(),
+            pop3s = dovecot.pop3s_port(),
+            user = src.name,
+            pw = src.password,
+            ca = dovecot.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = support::e2e::mailferry(&config, &["--json", "sync"]);
+    assert_eq!(code, 1, "one message skipped: exit 1\n{out}\n{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = &doc["routes"][0]["report"];
+    assert_eq!(
+        report["counts"]["failed"], 0,
+        "a throttle or a dropped session is no message failure: {doc}"
+    );
+    assert_eq!(report["counts"]["skipped"], 1, "{doc}");
+    // The message stored before BYE (and any pipelined behind the throttled
+    // one that the server stored) is found by its intent, not sent again.
+    assert!(report["intents_found"].as_u64() >= Some(1), "{doc}");
+    let mb = state.lock().unwrap();
+    assert_eq!(mb.throttled, 1);
+    let mut got = mb.messages.clone();
+    got.sort();
+    let want = sorted(mail[..30].iter().map(|m| as_copied(m)).collect());
+    assert_eq!(
+        got, want,
+        "every message but the oversized one, exactly once"
+    );
+    assert_eq!(
+        dovecot.messages(&src, "INBOX").len(),
+        1,
+        "only the skipped message stays on the source"
+    );
+    let (_, status, _) = support::e2e::mailferry(&config, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let why = status["routes"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("APPENDLIMIT"), "the skip says why: {status}");
+}
+
+/// [`corpus`] without its big message (the provider's limit is small).
+fn corpus_with_big_none(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    let mut mail = corpus(tag, n);
+    mail.retain(|m| m.len() < 10_000);
+    mail.truncate(n);
+    mail
+}
