@@ -630,3 +630,106 @@ fn raw_retr(port: u16, user: &User, n: u32) -> Vec<u8> {
     let _ = stream.write_all(b"QUIT\r\n");
     all
 }
+
+/// Everything a run leaves behind, as bytes: its stdout and stderr at
+/// `-vvv`, the ledger (and its WAL), and Dovecot's log.
+fn leftovers(
+    config: &Path,
+    dir: &Path,
+    dovecot: &Dovecot,
+    runs: &[&[&str]],
+) -> Vec<(String, Vec<u8>)> {
+    let mut all = Vec::new();
+    for args in runs {
+        let (code, out, err) = e2e::mailferry(config, args);
+        assert_no_panic(&format!("{args:?}"), &out, &err);
+        eprintln!("{args:?}: exit {code}, {} bytes of log", err.len());
+        all.push((format!("stdout of {args:?}"), out.into_bytes()));
+        all.push((format!("stderr of {args:?}"), err.into_bytes()));
+    }
+    for entry in std::fs::read_dir(dir).expect("read the test dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("ledger.db") {
+            all.push((name, std::fs::read(entry.path()).unwrap_or_default()));
+        }
+    }
+    all.push(("dovecot log".into(), dovecot.log().into_bytes()));
+    all
+}
+
+/// The password as given, and as SASL PLAIN carries it in base64 (with and
+/// without an authorisation identity), so an encoded leak is caught too.
+fn secret_forms(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    vec![
+        password.to_string(),
+        b64(format!("\0{user}\0{password}")),
+        b64(format!("{user}\0{user}\0{password}")),
+        b64(password.to_string()),
+    ]
+}
+
+fn assert_no_secret(secrets: &[String], places: &[(String, Vec<u8>)]) {
+    for secret in secrets {
+        for (place, bytes) in places {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the password {secret:?} appears in {place}");
+        }
+    }
+}
+
+#[test]
+fn no_password_in_logs_json_ledger_or_server_log() {
+    let dovecot = dovecot::shared();
+    let src = dovecot.user("secret-src");
+    let dst = dovecot.user("secret-dst");
+    let mail = e2e::corpus_with_big("secrets", 5, 10);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = e2e::write_config(
+        dir.path(),
+        dovecot,
+        &[RouteSpec {
+            from: &src,
+            to: &dst,
+            mailbox: "INBOX",
+            delete: "\"after-copy\"",
+        }],
+    );
+    let places = leftovers(
+        &config,
+        dir.path(),
+        dovecot,
+        &[
+            &["-vvv", "--json", "sync"],
+            &["-vv", "sync"],
+            &["-vvv", "--json", "status"],
+            &["-vvv", "--json", "verify"],
+            &["-vvv", "--json", "check"],
+        ],
+    );
+    assert!(places
+        .iter()
+        .any(|(p, b)| p.starts_with("ledger.db") && !b.is_empty()));
+    e2e::check_migrated(dovecot, (&src, &dst), "INBOX", &mail).expect("migrated");
+    let mut secrets = secret_forms(&src.name, &src.password);
+    secrets.extend(secret_forms(&dst.name, &dst.password));
+    assert_no_secret(&secrets, &places);
+
+    // A refused login says so without echoing what was tried.
+    let wrong = "wrong-pw-5f3a9c1e";
+    let text = std::fs::read_to_string(&config)
+        .expect("read config")
+        .replace(&dst.password, wrong);
+    std::fs::write(&config, text).expect("write config");
+    dovecot.load(&src, "INBOX", &e2e::corpus_with_big("secrets2", 2, 10));
+    let places = leftovers(&config, dir.path(), dovecot, &[&["-vvv", "--json", "sync"]]);
+    let stdout = String::from_utf8_lossy(&places[0].1).into_owned();
+    assert!(
+        stdout.contains("auth"),
+        "a refused login is an auth error: {stdout}"
+    );
+    secrets.extend(secret_forms(&dst.name, wrong));
+    assert_no_secret(&secrets, &places);
+}
