@@ -54,7 +54,12 @@ impl Endpoint {
 /// What went wrong on the wire. Each names the host.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{host}:{port}: cannot connect: {source}")]
+    #[error("{host}: cannot resolve the host name ({source}); check `host`")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{host}:{port}: cannot connect: {source}{}", refused_hint(source))]
     Connect {
         host: String,
         port: u16,
@@ -83,6 +88,15 @@ pub enum NetError {
     },
 }
 
+/// What to check when nothing listens on the port.
+fn refused_hint(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::ConnectionRefused {
+        "; is the server up, and is `port` right for the `security` setting?"
+    } else {
+        ""
+    }
+}
+
 impl NetError {
     /// Worth retrying later: the network or the server may be better then.
     /// Certificate and protocol-level failures are not.
@@ -90,6 +104,7 @@ impl NetError {
         matches!(
             self,
             NetError::Connect { .. }
+                | NetError::Resolve { .. }
                 | NetError::Timeout { .. }
                 | NetError::Closed { .. }
                 | NetError::Io { .. }
@@ -121,8 +136,25 @@ impl Connection {
     /// the TLS handshake now when the security is implicit TLS.
     pub async fn connect(endpoint: &Endpoint) -> Result<Connection, NetError> {
         let host = endpoint.host.clone();
-        let addr = (endpoint.host.as_str(), endpoint.port);
-        let tcp = tokio::time::timeout(endpoint.timeout, TcpStream::connect(addr))
+        let timeout = |during| NetError::Timeout {
+            host: host.clone(),
+            timeout: endpoint.timeout,
+            during,
+        };
+        // Resolve first, so a misspelt host name says so (and isn't mistaken
+        // for a server that is down).
+        let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
+            endpoint.timeout,
+            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await
+        .map_err(|_| timeout("resolving the host name"))?
+        .map_err(|source| NetError::Resolve {
+            host: host.clone(),
+            source,
+        })?
+        .collect();
+        let tcp = tokio::time::timeout(endpoint.timeout, TcpStream::connect(&addrs[..]))
             .await
             .map_err(|_| NetError::Timeout {
                 host: host.clone(),

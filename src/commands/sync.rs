@@ -145,11 +145,26 @@ fn print_summary(o: &RouteOutcome, dry_run: bool) {
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.resume_at.unwrap_or(0));
             println!("  paused until {}: {}", time::utc(until), e.message);
         }
-        Some(e) => println!(
-            "  could not finish after {} attempt(s): {} ({})",
-            o.attempts, e.message, e.class
-        ),
+        Some(e) => {
+            println!(
+                "  could not finish after {} attempt(s): {} ({})",
+                o.attempts, e.message, e.class
+            );
+            if let Some(hint) = hint(&e.class) {
+                println!("  {hint}");
+            }
+        }
         None => {}
+    }
+}
+
+/// What to try next, by the kind of failure.
+fn hint(class: &str) -> Option<&'static str> {
+    match class {
+        "auth" => Some("check the account's username and password (or app password / `mailferry auth login`); `mailferry check` tries every login without copying"),
+        "transient" => Some("the server could not be reached or dropped the connection; run sync again later (nothing is lost or copied twice), or `mailferry check`"),
+        "fatal" => Some("this will not go away by retrying: see the message above, then `mailferry check`"),
+        _ => None,
     }
 }
 

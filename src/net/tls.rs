@@ -122,6 +122,14 @@ fn classify(endpoint: &Endpoint, err: std::io::Error) -> NetError {
         return NetError::Io { host, source: err };
     };
     match tls {
+        // Plain text where a TLS record was expected: a plain-text port.
+        rustls::Error::InvalidMessage(_) => NetError::Tls {
+            host,
+            reason: format!(
+                "port {} did not answer in TLS; for a plain-text port (110, 143) use security = \"starttls\"",
+                endpoint.port
+            ),
+        },
         rustls::Error::InvalidCertificate(why) => NetError::Certificate {
             host,
             reason: certificate_reason(why, endpoint),
