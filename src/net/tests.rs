@@ -289,3 +289,25 @@ async fn refused_connection_is_transient() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn errors_say_what_to_check() {
+    // (An unresolvable host is not tried here: its lookup could leave
+    // loopback for the machine's resolver.)
+    // TLS against a server that speaks plain text.
+    let port = plain_server(b"* OK plain IMAP here\r\n".to_vec(), Duration::from_secs(1)).await;
+    let err = Connection::connect(&endpoint("127.0.0.1", port, Security::Tls))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("starttls"), "{err}");
+    // Nothing listening.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let err = Connection::connect(&endpoint("127.0.0.1", port, Security::Plain))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("is `port` right"), "{err}");
+}
