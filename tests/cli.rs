@@ -41,7 +41,10 @@ fn check_text(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
-    let out = mailferry(&["--config", path.to_str().unwrap(), "check"], dir.path());
+    let out = mailferry(
+        &["--config", path.to_str().unwrap(), "check", "--offline"],
+        dir.path(),
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -143,12 +146,26 @@ fn bad_configs_exit_2_naming_the_key() {
 
 #[test]
 fn secrets_never_reach_the_output() {
-    let text = GOOD.replace("{ env = \"NEW_PASSWORD\" }", "\"s3cret-inline\"");
+    // Loopback with nothing listening: logging in fails after the password
+    // was resolved (and no name is looked up beyond this machine).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = GOOD
+        .replace("{ env = \"NEW_PASSWORD\" }", "\"s3cret-inline\"")
+        .replace(
+            "host = \"pop.example.org\"",
+            &format!("host = \"127.0.0.1\"\nport = {closed}"),
+        )
+        .replace(
+            "host = \"imap.example.com\"",
+            &format!("host = \"127.0.0.1\"\nport = {closed}"),
+        );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, text).unwrap();
-    // Logging in fails (no such host) after resolving the password: the
-    // password must still appear nowhere.
     for args in [vec!["check"], vec!["--json", "check"], vec!["-vv", "check"]] {
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend(args);
