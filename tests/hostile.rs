@@ -197,7 +197,7 @@ enum Script {
 }
 
 /// A POP3 server on 127.0.0.1 that plays one [`Script`]; it counts the
-/// bytes it sent and stops when dropped.
+/// bytes it sent and stops when dropped (an endless reply stops then too).
 struct FakePop3 {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -254,7 +254,7 @@ impl Drop for FakePop3 {
 
 /// At most this much is streamed per endless reply (a bound in count, far
 /// above every limit mailferry has), so the test ends even if it does not.
-const ENDLESS_CAP: u64 = 1 << 30;
+const ENDLESS_CAP: u64 = 64 << 30;
 
 fn serve(
     stream: TcpStream,
@@ -432,8 +432,13 @@ fn run_sampled(config: &Path) -> RunResult {
 /// An unbounded reader would pass 1 GiB (`ENDLESS_CAP`) instead.
 const PEAK_RSS_BOUND_MIB: u64 = 256;
 
+/// Regression: a RETR body that never ends was read (and thrown away past
+/// the 128 MiB limit) for as long as the server kept sending, so one
+/// hostile server held the pass for ever. Now the session is given up at
+/// twice the limit, the message recorded as skipped, and the next pass
+/// skips it without a download.
 #[test]
-fn endless_message_is_skipped_with_bounded_memory() {
+fn endless_message_is_skipped_not_read_for_ever() {
     let dovecot = dovecot::shared();
     let dst = dovecot.user("endless-msg-dst");
     let fake = FakePop3::start(Script::EndlessMessage);
@@ -462,14 +467,28 @@ fn endless_message_is_skipped_with_bounded_memory() {
         r.err
     );
     let route = status(&config);
-    if r.code == 1 {
-        assert_eq!(route["skipped"], 1, "{route}");
-        let reason = route["last_error"].as_str().unwrap_or_default();
-        assert!(
-            reason.contains("large") || reason.contains("limit"),
-            "{route}"
-        );
-    }
+    assert_eq!(route["skipped"], 1, "{route}");
+    let reason = route["last_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("large") || reason.contains("limit"),
+        "{route}"
+    );
+
+    // The skip stands: the next pass downloads nothing.
+    let sent_before = fake.sent();
+    let again = run_sampled(&config);
+    assert_no_panic("second pass", &again.out, &again.err);
+    assert!(
+        again.code == 0 || again.code == 1,
+        "{}\n{}",
+        again.out,
+        again.err
+    );
+    assert!(
+        fake.sent() - sent_before < 1 << 20,
+        "the second pass downloaded {} MiB",
+        (fake.sent() - sent_before) >> 20
+    );
 }
 
 #[test]

@@ -249,6 +249,9 @@ impl Pop3Session {
         if let Status::Ok(_) = self.read_status(verb).await? {
             if command.is_multi_line() {
                 self.read_body(verb, 0, 0).await?;
+                if self.poisoned {
+                    return Err(Pop3Error::Poisoned { host: self.host() });
+                }
             }
         }
         Ok(())
@@ -302,6 +305,14 @@ impl Pop3Session {
                 }
                 Step::NeedMore { consumed } => {
                     self.conn.consume(consumed);
+                    if decoder.overflowed() && decoder.size() > discard_bound(limit) {
+                        // A body that runs on this far past its limit may
+                        // never end (a hostile or broken server): give up
+                        // on the session rather than read it for ever.
+                        tracing::warn!(host = %self.conn.host(), verb, size = decoder.size(), "pop3 body never ends; dropping the session");
+                        self.poisoned = true;
+                        break;
+                    }
                     self.conn.fill().await?;
                 }
             }
@@ -326,6 +337,13 @@ impl Pop3Session {
     pub(super) fn caps(&self) -> &Capabilities {
         &self.caps
     }
+}
+
+/// How much of an over-limit body is read and thrown away, waiting for its
+/// end so the session stays in step, before the session is given up: twice
+/// the limit, at least 256 MiB (a reply read away with limit 0 included).
+fn discard_bound(limit: u64) -> u64 {
+    limit.saturating_mul(2).max(256 << 20)
 }
 
 /// A decoded multi-line body.
