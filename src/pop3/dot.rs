@@ -129,7 +129,11 @@ fn line_start(input: &[u8]) -> Start {
         [] | [b'.'] | [b'.', b'\r'] => Start::NeedMore,
         [b'.', b'\n', ..] => Start::End(2),
         [b'.', b'\r', b'\n', ..] => Start::End(3),
-        [b'.', ..] => Start::Content(1),
+        [b'.', b'.', ..] => Start::Content(1),
+        // A single dot before other content was not stuffed: a correct
+        // server doubles it (RFC 1939 §3), so this is a server that forgot
+        // (Dovecot 2.3 does, on a message's first line). Keep the dot rather
+        // than copy the line damaged.
         _ => Start::Content(0),
     }
 }

@@ -16,7 +16,13 @@ fn naive(body: &[u8]) -> Option<(Vec<u8>, usize)> {
         if line == b"." {
             return Some((out, pos));
         }
-        out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        // A stuffed line starts with two dots; a single dot before content
+        // was not stuffed (a server that forgot) and is kept.
+        out.extend_from_slice(if line.starts_with(b"..") {
+            &line[1..]
+        } else {
+            line
+        });
         out.extend_from_slice(b"\r\n");
     }
     None
@@ -52,14 +58,15 @@ fn table() -> Vec<Case> {
         (b"..\r\n.\r\n", Some((b".\r\n", 7))),
         (b"...x\r\n.\r\n", Some((b"..x\r\n", 9))),
         // An unstuffed leading dot is stripped, as RFC 1939 says.
-        (b".x\r\n.\r\n", Some((b"x\r\n", 7))),
+        // Not stuffed by the server (Dovecot 2.3 on a first line): kept.
+        (b".x\r\n.\r\n", Some((b".x\r\n", 7))),
         // Bare LF line ends come out as CRLF.
         (b"a\nb\n.\n", Some((b"a\r\nb\r\n", 6))),
         (b"a\r\nb\n.\r\n", Some((b"a\r\nb\r\n", 8))),
         // NUL, 8-bit, bare CR inside a line: kept as they are.
         (b"\0\xff\xfe\rz\r\n.\r\n", Some((b"\0\xff\xfe\rz\r\n", 10))),
         (b"a\r\r\n.\r\n", Some((b"a\r\r\n", 7))),
-        (b".\r\r\n.\r\n", Some((b"\r\r\n", 7))),
+        (b".\r\r\n.\r\n", Some((b".\r\r\n", 7))),
         (b"\r\n\r\n.\r\n", Some((b"\r\n\r\n", 7))),
         (b" .\r\n.\r\n", Some((b" .\r\n", 7))),
         (b"a.\r\n.\r\n", Some((b"a.\r\n", 7))),
