@@ -24,6 +24,18 @@ const SET_UIDVALIDITY: &str = "
 /// new mailbox and records what it finds.
 const FORGET_MAILBOX: &str = "DELETE FROM target_message WHERE target = ?1 AND mailbox = ?2";
 
+/// The copies settled into a renumbered mailbox may be gone with the old
+/// mailbox: their source messages (those still on the source) are to be
+/// decided again, so they are downloaded, found on the new mailbox or
+/// copied again — and never deleted from the source on the word of a copy
+/// that may no longer exist.
+const RECHECK_DELIVERIES: &str = "
+    UPDATE delivery SET state = 'seen', updated_ms = ?3
+    WHERE target = ?1 AND mailbox = ?2 AND state IN ('copied', 'duplicate')
+      AND EXISTS (SELECT 1 FROM source_message AS s
+                  WHERE s.source = delivery.source AND s.uidl = delivery.uidl
+                    AND s.deleted_ms IS NULL)";
+
 /// A new UID or size replaces the recorded one; an unknown one keeps it.
 pub(crate) const UPSERT_TARGET_MESSAGE: &str = "
     INSERT INTO target_message (target, mailbox, hash, uid, size, recorded_ms)
@@ -61,8 +73,9 @@ impl Ledger {
     /// Records the UIDVALIDITY a SELECT returned. When it differs from the
     /// recorded one, everything recorded of the mailbox's messages is
     /// forgotten (the mailbox was recreated: its UIDs name other messages and
-    /// its old content may be gone); the caller reconciles the mailbox, as
-    /// [`UidValidityChange::Changed`] asks. Deliveries stay settled.
+    /// its old content may be gone), and the deliveries into it whose source
+    /// message is still on the source are to be decided again; the caller
+    /// reconciles the mailbox, as [`UidValidityChange::Changed`] asks.
     pub fn set_uidvalidity(
         &mut self,
         target: &str,
@@ -89,6 +102,8 @@ impl Ledger {
         if matches!(change, UidValidityChange::Changed { .. }) {
             tx.execute(FORGET_MAILBOX, params![target, mailbox])
                 .ctx(path, "forget the renumbered mailbox")?;
+            tx.execute(RECHECK_DELIVERIES, params![target, mailbox, now])
+                .ctx(path, "recheck the deliveries into the renumbered mailbox")?;
         }
         tx.commit().ctx(path, "commit UIDVALIDITY")?;
         Ok(change)

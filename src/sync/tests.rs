@@ -659,3 +659,38 @@ async fn an_append_that_lands_late_is_waited_for_not_appended_again() {
     assert_eq!((report.intents_found, report.intents_dropped), (1, 0));
     assert_eq!(imap.bodies(), sorted(&mail), "exactly once");
 }
+
+#[tokio::test]
+async fn copies_lost_with_a_recreated_mailbox_are_made_again_before_any_delete() {
+    let rig = rig();
+    let mail = corpus(10);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    pass(
+        &rig,
+        &plan("src", "INBOX", DeletePolicy::Never),
+        &pop,
+        &imap,
+    )
+    .await
+    .0
+    .unwrap();
+    // The target mailbox is deleted and recreated empty behind our back.
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.messages.clear();
+        mb.uidvalidity = 9;
+    }
+    // Now the route deletes after copying: nothing may go from the source
+    // on the word of copies that went with the old mailbox.
+    let (r, report) = pass(
+        &rig,
+        &plan("src", "INBOX", DeletePolicy::AfterCopy),
+        &pop,
+        &imap,
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 10, "{report:?}");
+    assert_eq!(imap.bodies(), sorted(&mail));
+    assert!(pop.uidls().is_empty());
+}
