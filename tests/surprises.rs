@@ -136,8 +136,16 @@ fn final_clean_sync(
     panic!("no clean sync in {FINAL_PASSES} passes: {last}");
 }
 
+/// `SURPRISES_AT=n` deletes once `n` messages are on the target (5 by
+/// default).
+///
+/// Ignored: it failed twice in a row on a loaded machine (the interrupted
+/// sync reported 40 copied and exit 0 with none left in the mailbox; the
+/// next `after-copy` pass deleted all 40 from the source, copying none),
+/// then passed in every later run: the loss depends on where the delete
+/// lands. Run with `--ignored` (and a busy machine) to hunt it.
 #[test]
-#[ignore = "known bug: copies settled in a mailbox deleted behind mailferry's back are trusted; the next after-copy pass deletes them from the source (see the issue note); run with --ignored"]
+#[ignore = "intermittent known loss, see the doc comment; run with --ignored"]
 fn target_mailbox_deleted_mid_run() {
     let dovecot = dovecot::shared();
     let src = dovecot.user("del-mbox-src");
@@ -156,8 +164,12 @@ fn target_mailbox_deleted_mid_run() {
     );
 
     let child = e2e::spawn_mailferry(&cfg, &["--json", "sync"]);
-    wait_for("5 messages on the target", || {
-        dovecot.count(&dst, "Archive") >= 5
+    let at: usize = std::env::var("SURPRISES_AT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    wait_for("some messages on the target", || {
+        dovecot.count(&dst, "Archive") >= at
     });
     let deleted = Command::new("doveadm")
         .arg("-c")
@@ -170,7 +182,11 @@ fn target_mailbox_deleted_mid_run() {
         "doveadm mailbox delete: {}",
         String::from_utf8_lossy(&deleted.stderr)
     );
-    eprintln!("deleted Archive while mailferry ran");
+    eprintln!(
+        "deleted Archive while mailferry ran: {} left, doveadm said {:?}",
+        dovecot.count(&dst, "Archive"),
+        String::from_utf8_lossy(&deleted.stdout)
+    );
     let (code, out, err) = finish(child);
     eprintln!(
         "the interrupted sync: exit {code}, {} in Archive now\n{out}",
@@ -340,4 +356,49 @@ fn dovecot_restarted_mid_pass() {
         .unwrap_or_else(|e| panic!("right after: {e}\n{out}\n{err}"));
 
     final_clean_sync(dir.path(), &dovecot, (&src, &dst), "INBOX", &mail);
+}
+
+/// The target mailbox deleted between runs and, at once (the same second
+/// on Dovecot's clock), a pass with `after-copy`: the copies that went with
+/// the old mailbox must be made again before any source message goes.
+#[test]
+fn target_mailbox_deleted_between_runs_then_after_copy() {
+    let dovecot = dovecot::shared();
+    let src = dovecot.user("del-between-src");
+    let dst = dovecot.user("del-between-dst");
+    let mail = mail("delbetween", 10);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = Servers::tls(dovecot);
+    let keep = config(
+        dir.path(),
+        dovecot,
+        &tls,
+        (&src, &dst),
+        "Archive",
+        "\"never\"",
+    );
+    let (code, out, err) = e2e::mailferry(&keep, &["--json", "sync"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(dovecot.count(&dst, "Archive"), mail.len());
+    let deleted = Command::new("doveadm")
+        .arg("-c")
+        .arg(dovecot.config_file())
+        .args(["mailbox", "delete", "-u", &dst.name, "Archive"])
+        .output()
+        .expect("run doveadm");
+    assert!(deleted.status.success(), "doveadm mailbox delete");
+    let after_copy = config(
+        dir.path(),
+        dovecot,
+        &tls,
+        (&src, &dst),
+        "Archive",
+        "\"after-copy\"",
+    );
+    let (code, out, err) = e2e::mailferry(&after_copy, &["--json", "sync"]);
+    assert_no_panic("after-copy pass", &out, &err);
+    check_no_loss(dovecot, (&src, &dst), "Archive", &mail)
+        .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
+    final_clean_sync(dir.path(), dovecot, (&src, &dst), "Archive", &mail);
 }
