@@ -136,7 +136,8 @@ fn final_clean_sync(
     panic!("no clean sync in {FINAL_PASSES} passes: {last}");
 }
 
-/// `SURPRISES_AT=n` deletes once `n` messages are on the target (5 by
+/// The target mailbox deleted (`doveadm mailbox delete`) while a slowed
+/// migration appends to it. `SURPRISES_AT=n` deletes once `n` messages are on the target (5 by
 /// default).
 ///
 /// Ignored: it failed twice in a row on a loaded machine (the interrupted

@@ -70,7 +70,11 @@ pub fn imap_response(data: &[u8]) {
     let mut rest = data;
     let mut first = true;
     while let Ok(Some(n)) = frame_len(rest, limits) {
-        assert!(n > 0 && n <= rest.len(), "frame of {n} bytes in {}", rest.len());
+        assert!(
+            n > 0 && n <= rest.len(),
+            "frame of {n} bytes in {}",
+            rest.len()
+        );
         let frame = &rest[..n];
         if first {
             let _ = response::decode_greeting(frame);
@@ -98,7 +102,11 @@ pub fn message_identity(raw: &[u8]) {
     assert_no_bare_line_ends(&crlf);
 
     let id = message::identity(raw);
-    assert_eq!(message::identity(&crlf), id, "identity ignores line endings");
+    assert_eq!(
+        message::identity(&crlf),
+        id,
+        "identity ignores line endings"
+    );
     assert_eq!(
         message::message_id_identity(raw),
         message::message_id_identity(&crlf),
@@ -123,7 +131,11 @@ pub fn message_identity(raw: &[u8]) {
     if !matches!(raw.first(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
         let mut stamped = b"X-UIDL: 0000fuzz\r\nStatus: RO\n".to_vec();
         stamped.extend_from_slice(raw);
-        assert_eq!(message::identity(&stamped), id, "added store fields ignored");
+        assert_eq!(
+            message::identity(&stamped),
+            id,
+            "added store fields ignored"
+        );
     }
 }
 
