@@ -278,6 +278,10 @@ struct ProviderBox {
     messages: Vec<Vec<u8>>,
     appends: usize,
     throttled: usize,
+    /// Refuse every UID FETCH (a server that won't hand bodies back).
+    refuse_fetch: bool,
+    /// Don't throttle or drop sessions (for tests of other things).
+    calm: bool,
 }
 
 const THROTTLE_AT: usize = 5;
@@ -353,10 +357,10 @@ fn imap_session(stream: TcpStream, mailbox: &Mutex<ProviderBox>) {
                 mb.appends += 1;
                 let body = &command[command.windows(3).position(|w| w == b"+}\r").map_or(0, |i| i + 4)..];
                 let body = body.strip_suffix(b"\r\n").unwrap_or(body).to_vec();
-                if mb.appends == THROTTLE_AT {
+                if mb.appends == THROTTLE_AT && !mb.calm {
                     mb.throttled += 1;
                     format!("{tag} NO Request is throttled. Suggested Backoff Time: 500 milliseconds\r\n")
-                } else if mb.appends == BYE_AT {
+                } else if mb.appends == BYE_AT && !mb.calm {
                     mb.messages.push(body);
                     let _ = out.write_all(b"* BYE server restarting\r\n");
                     return;
@@ -379,6 +383,9 @@ fn imap_session(stream: TcpStream, mailbox: &Mutex<ProviderBox>) {
                     .map(|(i, _)| (i + 1).to_string())
                     .collect();
                 format!("* SEARCH {}\r\n{tag} OK done\r\n", uids.join(" "))
+            }
+            "UID" if rest.contains("FETCH") && mb.refuse_fetch => {
+                format!("{tag} NO [SERVERBUG] cannot fetch right now\r\n")
             }
             "UID" if rest.contains("FETCH") => {
                 let set = rest.split_whitespace().nth(2).unwrap_or("");
@@ -481,4 +488,78 @@ fn corpus_with_big_none(tag: &str, n: usize) -> Vec<Vec<u8>> {
     mail.retain(|m| m.len() < 10_000);
     mail.truncate(n);
     mail
+}
+
+/// A config: the test Dovecot's POP3S user `src` into the scripted provider.
+fn provider_config(
+    dir: &std::path::Path,
+    dovecot: &support::dovecot::Dovecot,
+    src: &support::dovecot::User,
+    port: u16,
+) -> std::path::PathBuf {
+    let config = dir.join("mailferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"old\"\nhost = \"localhost\"\nport = {pop3s}\n\
+             username = \"{user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
+             [[target]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nallow_plaintext = true\n\
+             username = \"me\"\npassword = \"x\"\ntimeout = \"10s\"\n\n\
+             [[route]]\nfrom = \"old\"\nto = \"provider\"\ndelete = \"after-copy\"\n",
+            ledger = dir.join("ledger.db").display(),
+            pop3s = dovecot.pop3s_port(),
+            user = src.name,
+            pw = src.password,
+            ca = dovecot.ca_file().display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn a_target_that_refuses_to_hand_back_bodies_gets_no_duplicate() {
+    let dovecot = shared();
+    let src = dovecot.user("refsrc");
+    let mail = corpus_with_big_none("refuse", 12);
+    dovecot.load(&src, "INBOX", &mail);
+    // The target already holds the mail (the ledger is new): deciding needs
+    // its bodies, which it refuses to give.
+    let state = Arc::new(Mutex::new(ProviderBox {
+        messages: mail.iter().map(|m| as_copied(m)).collect(),
+        refuse_fetch: true,
+        calm: true,
+        ..Default::default()
+    }));
+    let port = serve_imap(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = provider_config(dir.path(), dovecot, &src, port);
+    let (code, out, err) = support::e2e::mailferry(&config, &["--json", "sync"]);
+    assert_eq!(
+        code, 3,
+        "the route cannot decide, so it stops\n{out}\n{err}"
+    );
+    assert_eq!(
+        state.lock().unwrap().messages.len(),
+        mail.len(),
+        "nothing appended on a guess"
+    );
+    assert_eq!(dovecot.count(&src, "INBOX"), mail.len(), "nothing deleted");
+    state.lock().unwrap().refuse_fetch = false;
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "duplicates"),
+        mail.len() as u64,
+        "{reports:?}"
+    );
+    assert_eq!(
+        state.lock().unwrap().messages.len(),
+        mail.len(),
+        "still no duplicate"
+    );
+    assert_eq!(
+        dovecot.count(&src, "INBOX"),
+        0,
+        "settled as duplicates, then deleted"
+    );
 }

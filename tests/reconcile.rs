@@ -281,3 +281,36 @@ fn reconcile_costs() {
         );
     }
 }
+
+#[test]
+fn a_message_already_twice_on_the_target_is_not_added_a_third_time() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("twsrc"), dovecot.user("twdst"));
+    let mail = corpus("twice", 10);
+    dovecot.load(&src, "INBOX", &mail);
+    // Another tool copied message 3 twice, and left mail of its own.
+    let copy = as_copied(&mail[3]);
+    let foreign = b"Subject: not from this source\r\n\r\nleave me alone\r\n".to_vec();
+    dovecot.load(
+        &dst,
+        "INBOX",
+        &[copy.clone(), copy.clone(), foreign.clone()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    let reports = sync(&config, &[], 0);
+    assert_eq!(count(&reports[0], "duplicates"), 1, "{reports:?}");
+    assert_eq!(count(&reports[0], "copied"), (mail.len() - 1) as u64);
+    let on_target = dovecot.messages(&dst, "INBOX");
+    assert_eq!(
+        on_target.iter().filter(|m| **m == copy).count(),
+        2,
+        "the two copies stay; none added"
+    );
+    assert_eq!(
+        on_target.iter().filter(|m| **m == foreign).count(),
+        1,
+        "foreign mail untouched"
+    );
+    assert_eq!(on_target.len(), mail.len() + 2);
+}
