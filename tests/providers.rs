@@ -282,6 +282,9 @@ struct ProviderBox {
     refuse_fetch: bool,
     /// Don't throttle or drop sessions (for tests of other things).
     calm: bool,
+    /// This UID is expunged by "another client" at the first FETCH that
+    /// asks for it (the mailbox changes while mailferry indexes it).
+    vanish: Option<usize>,
 }
 
 const THROTTLE_AT: usize = 5;
@@ -395,7 +398,14 @@ fn imap_session(stream: TcpStream, mailbox: &Mutex<ProviderBox>) {
                     let lo: usize = lo.parse().unwrap_or(1);
                     let hi: usize = if hi == "*" { mb.messages.len() } else { hi.parse().unwrap_or(lo) };
                     for uid in lo..=hi.min(mb.messages.len()) {
+                        if mb.vanish == Some(uid) {
+                            mb.vanish = None;
+                            mb.messages[uid - 1].clear();
+                        }
                         let m = &mb.messages[uid - 1];
+                        if m.is_empty() {
+                            continue; // expunged: a FETCH of it returns nothing
+                        }
                         reply.extend_from_slice(
                             format!("* {uid} FETCH (UID {uid} RFC822.SIZE {} FLAGS () BODY[] {{{}}}\r\n", m.len(), m.len()).as_bytes(),
                         );
@@ -561,5 +571,46 @@ fn a_target_that_refuses_to_hand_back_bodies_gets_no_duplicate() {
         dovecot.count(&src, "INBOX"),
         0,
         "settled as duplicates, then deleted"
+    );
+}
+
+#[test]
+fn a_message_expunged_while_being_indexed_is_copied_again_once() {
+    let dovecot = shared();
+    let src = dovecot.user("vansrc");
+    let mail = corpus_with_big_none("vanish", 10);
+    dovecot.load(&src, "INBOX", &mail);
+    let state = Arc::new(Mutex::new(ProviderBox {
+        messages: mail.iter().map(|m| as_copied(m)).collect(),
+        calm: true,
+        vanish: Some(4),
+        ..Default::default()
+    }));
+    let port = serve_imap(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = provider_config(dir.path(), dovecot, &src, port);
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "duplicates"),
+        (mail.len() - 1) as u64,
+        "{reports:?}"
+    );
+    assert_eq!(
+        count(&reports[0], "copied"),
+        1,
+        "the expunged one is copied again"
+    );
+    let mb = state.lock().unwrap();
+    let mut got: Vec<Vec<u8>> = mb
+        .messages
+        .iter()
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        sorted(mail.iter().map(|m| as_copied(m)).collect()),
+        "each exactly once"
     );
 }
