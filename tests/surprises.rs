@@ -403,3 +403,91 @@ fn target_mailbox_deleted_between_runs_then_after_copy() {
         .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
     final_clean_sync(dir.path(), dovecot, (&src, &dst), "Archive", &mail);
 }
+
+/// Sends tagged IMAP commands over plain IMAP, each answered before the
+/// next; returns everything the server said.
+fn imap_script(stream: &mut TcpStream, commands: &[String]) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut said = String::new();
+    for (i, command) in commands.iter().enumerate() {
+        let tag = format!("s{i}");
+        stream
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .expect("write");
+        for _ in 0..1000 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return said;
+            }
+            said += &line;
+            if line.starts_with(&format!("{tag} ")) {
+                break;
+            }
+        }
+    }
+    said
+}
+
+/// The target mailbox deleted while another session has it selected, that
+/// session closing after the delete, then at once a pass with `after-copy`.
+#[test]
+fn target_mailbox_deleted_while_selected() {
+    let dovecot = dovecot::shared();
+    let src = dovecot.user("del-selected-src");
+    let dst = dovecot.user("del-selected-dst");
+    let mail = mail("delselected", 10);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = Servers::tls(dovecot);
+    let keep = config(
+        dir.path(),
+        dovecot,
+        &tls,
+        (&src, &dst),
+        "Archive",
+        "\"never\"",
+    );
+    let (code, out, err) = e2e::mailferry(&keep, &["--json", "sync"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut session = TcpStream::connect(("127.0.0.1", dovecot.imap_port())).expect("imap");
+    let said = imap_script(
+        &mut session,
+        &[
+            format!("LOGIN {} {}", dst.name, dst.password),
+            "SELECT Archive".into(),
+        ],
+    );
+    eprintln!("before: {said}");
+    let deleted = Command::new("doveadm")
+        .arg("-c")
+        .arg(dovecot.config_file())
+        .args(["mailbox", "delete", "-u", &dst.name, "Archive"])
+        .output()
+        .expect("run doveadm");
+    assert!(deleted.status.success(), "doveadm mailbox delete");
+    let said = imap_script(
+        &mut session,
+        &[
+            "NOOP".into(),
+            "STATUS Archive (UIDVALIDITY UIDNEXT MESSAGES)".into(),
+            "LOGOUT".into(),
+        ],
+    );
+    eprintln!("after: {said}");
+    let after_copy = config(
+        dir.path(),
+        dovecot,
+        &tls,
+        (&src, &dst),
+        "Archive",
+        "\"after-copy\"",
+    );
+    let (code, out, err) = e2e::mailferry(&after_copy, &["--json", "sync"]);
+    assert_no_panic("after-copy pass", &out, &err);
+    check_no_loss(dovecot, (&src, &dst), "Archive", &mail)
+        .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
+    final_clean_sync(dir.path(), dovecot, (&src, &dst), "Archive", &mail);
+}
