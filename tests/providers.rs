@@ -185,6 +185,18 @@ fn run_with_window(config: &std::path::Path, args: &[&str]) -> (i32, serde_json:
 
 #[test]
 fn a_daily_upload_budget_pauses_and_resumes_with_nothing_twice() {
+    budget_pauses_and_resumes("\n[[route]]");
+}
+
+#[test]
+fn a_daily_download_budget_on_the_source_pauses_and_resumes_too() {
+    budget_pauses_and_resumes("\n[[target]]");
+}
+
+/// A migration under a small `max_bytes_per_day` on the account whose table
+/// ends before `table_after` (the target's, before `[[route]]`; the
+/// source's, before `[[target]]`).
+fn budget_pauses_and_resumes(table_after: &str) {
     let dovecot = shared();
     let (src, dst) = (dovecot.user("qbsrc"), dovecot.user("qbdst"));
     let mail = support::e2e::corpus_with_big("budget", 30, 40);
@@ -207,8 +219,8 @@ fn a_daily_upload_budget_pauses_and_resumes_with_nothing_twice() {
     // A budget of about a third of the mail per (3-second) window.
     let budget = total / 3 + 1;
     let text = std::fs::read_to_string(&config).unwrap().replacen(
-        "\n[[route]]",
-        &format!("max_bytes_per_day = {budget}\n\n[[route]]"),
+        table_after,
+        &format!("max_bytes_per_day = {budget}\n{table_after}"),
         1,
     );
     std::fs::write(&config, text).unwrap();

@@ -27,6 +27,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../../state/migrations/0002_pause.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../state/migrations/0003_downloaded.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a mailferry ledger ("MFLG"): tells our file

@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::error::{Context, Result};
 use super::sql::{duration_ms, time_from_ms, to_u64};
-use super::types::RouteKey;
+use super::types::{RouteKey, RunId};
 use super::{write_tx, Ledger};
 
 const SET_PAUSE: &str = "
@@ -20,6 +20,12 @@ const CLEAR_PAUSE: &str =
 
 const GET_PAUSE: &str =
     "SELECT until_ms, reason FROM route_pause WHERE source = ?1 AND target = ?2 AND mailbox = ?3";
+
+const DOWNLOADED_SINCE: &str = "
+    SELECT coalesce(sum(downloaded), 0), min(started_ms) FROM run
+    WHERE source = ?1 AND started_ms >= ?2 AND downloaded > 0";
+
+const SET_DOWNLOADED: &str = "UPDATE run SET downloaded = ?2 WHERE id = ?1";
 
 const BYTES_SINCE: &str = "
     SELECT coalesce(sum(bytes), 0), min(started_ms) FROM run
@@ -85,6 +91,32 @@ impl Ledger {
             until: time_from_ms(ms),
             reason,
         }))
+    }
+
+    /// Records the bytes a run downloaded from its source.
+    pub fn record_downloaded(&mut self, run: RunId, bytes: u64) -> Result<()> {
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        tx.execute(SET_DOWNLOADED, params![run.0, super::sql::to_i64(bytes)])
+            .ctx(path, "record bytes downloaded")?;
+        tx.commit().ctx(path, "commit bytes downloaded")
+    }
+
+    /// Bytes downloaded from `source` by runs that started in the last
+    /// `window`.
+    pub fn downloaded_within(&self, source: &str, window: Duration) -> Result<WindowUse> {
+        let path = &self.path;
+        let since = self.now_ms().saturating_sub(duration_ms(window));
+        let (bytes, oldest): (i64, Option<i64>) = self
+            .conn
+            .query_row(DOWNLOADED_SINCE, params![source, since], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .ctx(path, "sum bytes downloaded")?;
+        Ok(WindowUse {
+            bytes: to_u64(path, bytes)?,
+            oldest: oldest.map(time_from_ms),
+        })
     }
 
     /// Bytes appended to `target` (over all its mailboxes) by runs that

@@ -96,6 +96,7 @@ impl<T: MailTarget> Appender<'_, T> {
             match bytes {
                 Err(problem) => problems.push((uidl.to_string(), problem)),
                 Ok(raw) => {
+                    self.report.downloaded += raw.len() as u64;
                     // POP3 already serves CRLF: keep the download, copy only
                     // when something needs fixing.
                     let bytes = match message::to_crlf(&raw) {
@@ -348,10 +349,12 @@ impl<T: MailTarget> Appender<'_, T> {
 
 /// The pass used up its byte budget; the runner adds when it may resume.
 fn over_budget_error() -> RouteError {
-    RouteError::new(
+    let mut e = RouteError::new(
         ErrorClass::Quota,
         "the upload budget for this window is spent",
-    )
+    );
+    e.budget = Some(crate::sync::ports::Budget::Upload);
+    e
 }
 
 fn batch_bytes(batch: &[Fetched]) -> u64 {

@@ -9,13 +9,13 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeletePolicy, IdentityRule};
-use crate::ledger::{RouteKey, RunCounts, UidValidityChange};
+use crate::ledger::{Outcome, RouteKey, RunCounts, UidValidityChange};
 use crate::message::{self, Hash};
 use crate::retry::ErrorClass;
 use crate::sync::appender::Appender;
 use crate::sync::budget;
 use crate::sync::index::TargetIndex;
-use crate::sync::ports::{Listed, MailSource, MailTarget, MailboxState, RouteError};
+use crate::sync::ports::{Budget, Listed, MailSource, MailTarget, MailboxState, RouteError};
 use crate::sync::SharedLedger;
 
 /// Told how a pass advances, for a progress bar. Called from the pass's task;
@@ -42,6 +42,8 @@ pub struct PassOptions {
     pub byte_budget: Option<ByteBudget>,
     /// Appends are paced to at most this many bytes per second.
     pub bytes_per_second: Option<u64>,
+    /// What this pass may download of the source's daily budget.
+    pub download_budget: Option<ByteBudget>,
     /// How long to wait for a late APPEND of a killed process before an
     /// append intent that was not found is given up (see `intents`).
     pub late_append_grace: std::time::Duration,
@@ -73,6 +75,7 @@ impl Default for PassOptions {
             reconcile: false,
             byte_budget: None,
             bytes_per_second: None,
+            download_budget: None,
             late_append_grace: std::time::Duration::from_secs(3),
             max_attempts: 3,
             budget_bytes: 16 * 1024 * 1024,
@@ -118,6 +121,12 @@ pub struct PassReport {
     pub would_copy_bytes: u64,
     /// Dry run: messages that would be deleted from the source.
     pub would_delete: u64,
+    /// Bytes downloaded from the source (for its daily budget).
+    pub downloaded: u64,
+    /// The pass left messages behind because the source's download budget
+    /// for this window is spent.
+    #[serde(skip)]
+    pub download_spent: bool,
     /// The source's LOGIN-DELAY: the daemon polls no more often than that.
     #[serde(skip)]
     pub login_delay: Option<std::time::Duration>,
@@ -185,6 +194,59 @@ where
     result
 }
 
+/// Keeps the messages of `todo` (in order) whose LIST sizes fit in what is
+/// left of the source's download budget; says whether some did not. A
+/// message larger than a whole window's budget is recorded as skipped.
+fn within_download_budget(
+    plan: &RoutePlan,
+    todo: &mut Vec<Listed>,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    report: &mut PassReport,
+) -> Result<bool, RouteError> {
+    let Some(budget) = options.download_budget else {
+        return Ok(false);
+    };
+    let (never, fits): (Vec<Listed>, Vec<Listed>) = std::mem::take(todo)
+        .into_iter()
+        .partition(|m| m.size > budget.max);
+    if !never.is_empty() {
+        let reason = format!(
+            "larger than the source's whole daily download budget of {} bytes (max_bytes_per_day)",
+            budget.max
+        );
+        let outcomes: Vec<(&str, Outcome<'_>)> = never
+            .iter()
+            .map(|m| (m.uidl.as_str(), Outcome::Skipped { reason: &reason }))
+            .collect();
+        ledger.call(|l| l.record_outcomes(&plan.key, &outcomes))?;
+        report.counts.skipped += outcomes.len() as u64;
+    }
+    let mut left = budget.left;
+    let mut over = false;
+    for m in fits {
+        match left.checked_sub(m.size) {
+            Some(rest) if !over => {
+                left = rest;
+                todo.push(m);
+            }
+            _ => over = true,
+        }
+    }
+    Ok(over)
+}
+
+/// The pass stopped at the source's download budget; the runner adds when
+/// it may resume.
+pub fn download_spent() -> RouteError {
+    let mut e = RouteError::new(
+        ErrorClass::Quota,
+        "the download budget for this window is spent",
+    );
+    e.budget = Some(Budget::Download);
+    e
+}
+
 /// Records the mailbox's UIDVALIDITY; says whether the ledger knew it. A
 /// server that gives none (0) is taken as unchanged.
 fn note_uidvalidity(
@@ -246,6 +308,12 @@ async fn transfer<S: MailSource, T: MailTarget>(
         report.would_copy_bytes = todo.iter().map(|m| m.size).sum();
         return Ok(listing);
     }
+    if todo.is_empty() {
+        return Ok(listing);
+    }
+    // Stopping at the download budget still lets this pass settle and delete
+    // what it did: the runner turns the flag into a pause afterwards.
+    report.download_spent = within_download_budget(plan, &mut todo, ledger, options, report)?;
     if todo.is_empty() {
         return Ok(listing);
     }

@@ -18,6 +18,17 @@ pub struct RouteError {
     pub message: String,
     /// For a spent transfer budget: when the route may run again.
     pub resume_at: Option<std::time::SystemTime>,
+    /// Which of our own budgets ran out, when that is what stopped the pass.
+    pub budget: Option<Budget>,
+}
+
+/// A transfer budget of mailferry's own (`max_bytes_per_day`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Bytes appended to the target.
+    Upload,
+    /// Bytes downloaded from the source.
+    Download,
 }
 
 impl RouteError {
@@ -26,6 +37,7 @@ impl RouteError {
             class,
             message: message.into(),
             resume_at: None,
+            budget: None,
         }
     }
 

@@ -7,9 +7,10 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::Account;
+use crate::ledger::WindowUse;
 use crate::retry::ErrorClass;
 use crate::sync::pass::{ByteBudget, RoutePlan};
-use crate::sync::ports::RouteError;
+use crate::sync::ports::{Budget, RouteError};
 use crate::sync::SharedLedger;
 
 /// The budget window: a day. `MAILFERRY_QUOTA_WINDOW` (a duration like
@@ -59,25 +60,62 @@ pub fn before_pass(
 /// its resume time.
 pub fn after_quota(
     plan: &RoutePlan,
-    target: &Account,
+    (source, target): (&Account, &Account),
     ledger: &SharedLedger,
     mut error: RouteError,
 ) -> Result<RouteError, RouteError> {
     if error.resume_at.is_some() {
         return Ok(error);
     }
-    let until = match target.max_bytes_per_day {
-        Some(_) => {
-            let used = ledger.call(|l| l.appended_within(&target.name, window()))?;
-            used.oldest
-                .map_or(SystemTime::now() + window(), |t| t + window())
-        }
-        None => SystemTime::now() + SERVER_QUOTA_PAUSE,
+    let window_ends = |used: WindowUse| {
+        used.oldest
+            .map_or(SystemTime::now() + window(), |t| t + window())
     };
-    error.message = format!("target {}: {}", target.name, error.message);
+    let (account, until) = match error.budget {
+        Some(Budget::Download) => {
+            let used = ledger.call(|l| l.downloaded_within(&source.name, window()))?;
+            (format!("source {}", source.name), window_ends(used))
+        }
+        Some(Budget::Upload) => {
+            let used = ledger.call(|l| l.appended_within(&target.name, window()))?;
+            (format!("target {}", target.name), window_ends(used))
+        }
+        // The server said OVERQUOTA, without a reset time.
+        None => (
+            format!("target {}", target.name),
+            SystemTime::now() + SERVER_QUOTA_PAUSE,
+        ),
+    };
+    error.message = format!("{account}: {}", error.message);
     ledger.call(|l| l.set_pause(&plan.key, until, &error.message))?;
     error.resume_at = Some(until);
     Ok(error)
+}
+
+/// Before a pass: what may still be downloaded from the source in this
+/// window (`None`: no budget set); a spent budget pauses the route.
+pub fn download_budget(
+    plan: &RoutePlan,
+    source: &Account,
+    ledger: &SharedLedger,
+) -> Result<Option<ByteBudget>, RouteError> {
+    let Some(max) = source.max_bytes_per_day else {
+        return Ok(None);
+    };
+    let used = ledger.call(|l| l.downloaded_within(&source.name, window()))?;
+    match max.checked_sub(used.bytes).filter(|left| *left > 0) {
+        Some(left) => Ok(Some(ByteBudget { left, max })),
+        None => {
+            let until = used.oldest.map_or(SystemTime::now(), |t| t + window());
+            let reason = format!(
+                "source {}: the download budget of {max} bytes per {:?} (max_bytes_per_day) is spent",
+                source.name,
+                window()
+            );
+            ledger.call(|l| l.set_pause(&plan.key, until, &reason))?;
+            Err(paused(until, reason))
+        }
+    }
 }
 
 fn spent(target: &Account, max: u64) -> String {

@@ -258,6 +258,7 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     total.would_copy_bytes = pass.would_copy_bytes;
     total.would_delete = pass.would_delete;
     total.target_bodies_fetched += pass.target_bodies_fetched;
+    total.downloaded += pass.downloaded;
     total.target_bytes_fetched += pass.target_bytes_fetched;
     total.target_indexed += pass.target_indexed;
     total.intents_found += pass.intents_found;
@@ -286,6 +287,8 @@ pub(crate) async fn attempt(
     let mut options = options.clone();
     if !options.dry_run && !options.reconcile {
         options.byte_budget = quota::before_pass(plan, target_account, ledger)?;
+        options.download_budget =
+            quota::download_budget(plan, &config.sources[route.source], ledger)?;
         options.bytes_per_second = target_account.max_bytes_per_second;
     }
     let options = &options;
@@ -311,13 +314,21 @@ pub(crate) async fn attempt(
         result
     }
     .await;
+    let result = match result {
+        Ok(()) if report.download_spent => Err(crate::sync::pass::download_spent()),
+        other => other,
+    };
     if let Some(run) = run {
         let error = result.as_ref().err().map(|e| e.message.as_str());
         ledger.call(|l| l.finish_run(run, &report.counts, error))?;
+        if report.downloaded > 0 {
+            ledger.call(|l| l.record_downloaded(run, report.downloaded))?;
+        }
     }
     match result {
         Err(e) if e.class == ErrorClass::Quota && !options.dry_run => {
-            Err(quota::after_quota(plan, target_account, ledger, e)?)
+            let accounts = (&config.sources[route.source], target_account);
+            Err(quota::after_quota(plan, accounts, ledger, e)?)
         }
         other => other,
     }
