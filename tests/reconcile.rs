@@ -314,3 +314,34 @@ fn a_message_already_twice_on_the_target_is_not_added_a_third_time() {
     );
     assert_eq!(on_target.len(), mail.len() + 2);
 }
+
+#[test]
+fn copies_another_tool_made_with_an_extra_ignored_header_are_recognised() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("xsrc"), dovecot.user("xdst"));
+    let mail = corpus("xuidl", 12);
+    dovecot.load(&src, "INBOX", &mail);
+    // The other tool stored its copies with a header of its own (one the
+    // identity ignores), so their sizes differ from the source's.
+    let earlier: Vec<Vec<u8>> = mail
+        .iter()
+        .step_by(2)
+        .map(|m| {
+            [
+                b"X-UIDL: 0123456789abcdef\r\nStatus: RO\r\n".as_slice(),
+                &as_copied(m),
+            ]
+            .concat()
+        })
+        .collect();
+    dovecot.load(&dst, "INBOX", &earlier);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "duplicates"),
+        earlier.len() as u64,
+        "{reports:?}"
+    );
+    assert_eq!(dovecot.count(&dst, "INBOX"), mail.len());
+}

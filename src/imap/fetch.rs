@@ -30,6 +30,8 @@ pub struct FetchedMessage {
     pub flags: Vec<String>,
     pub internal_date: Option<MailDate>,
     pub body: Vec<u8>,
+    /// The header fields a `HEADER.FIELDS` fetch asked for.
+    pub header_fields: Vec<u8>,
 }
 
 /// UIDs per FETCH command: keeps the command line short whatever the gaps.
@@ -73,6 +75,23 @@ impl ImapSession {
     pub async fn uid_fetch_sizes(&mut self, uids: &[u32]) -> Result<Vec<(u32, u32)>, ImapError> {
         let found = self.fetch_items(uids, "(UID RFC822.SIZE)").await?;
         Ok(found.into_iter().map(|m| (m.uid, m.size)).collect())
+    }
+
+    /// RFC 3501 §6.4.8 UID FETCH `(UID BODY.PEEK[HEADER.FIELDS
+    /// (MESSAGE-ID)])`: the Message-ID of each message (cheap: a line or
+    /// two each), for matching copies another tool made; `None` when a
+    /// message has none.
+    pub async fn uid_fetch_message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, ImapError> {
+        let found = self
+            .fetch_items(uids, "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|m| (m.uid, crate::message::message_id(&m.header_fields)))
+            .collect())
     }
 
     /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE FLAGS INTERNALDATE
@@ -123,6 +142,7 @@ impl ImapSession {
                     flags: data.flags.unwrap_or_default(),
                     internal_date: data.internal_date,
                     body: data.body.unwrap_or_default(),
+                    header_fields: data.header_fields.unwrap_or_default(),
                 });
             }
         }

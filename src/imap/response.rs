@@ -12,7 +12,7 @@
 
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::core::{NString8, Vec1};
-use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 use imap_codec::imap_types::flag::FlagFetch;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{
@@ -67,6 +67,8 @@ pub struct FetchData {
     pub uid: Option<u32>,
     pub size: Option<u32>,
     pub body: Option<Vec<u8>>,
+    /// The header fields a `BODY.PEEK[HEADER.FIELDS (...)]` asked for.
+    pub header_fields: Option<Vec<u8>>,
     pub flags: Option<Vec<String>>,
     pub internal_date: Option<MailDate>,
 }
@@ -240,6 +242,15 @@ fn fetch_data(seq: u32, items: Vec1<MessageDataItem<'_>>) -> FetchData {
             }
             | MessageDataItem::Rfc822(body) => {
                 data.body = Some(body.0.map(|s| s.as_ref().to_vec()).unwrap_or_default());
+            }
+            // BODY.PEEK[HEADER.FIELDS (...)]: only some header fields.
+            MessageDataItem::BodyExt {
+                section: Some(Section::HeaderFields(..)),
+                data: fields,
+                ..
+            } => {
+                data.header_fields =
+                    Some(fields.0.map(|s| s.as_ref().to_vec()).unwrap_or_default());
             }
             MessageDataItem::Binary { section, value } if section.is_empty() => {
                 data.body = Some(match value {

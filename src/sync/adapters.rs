@@ -269,6 +269,16 @@ impl MailTarget for ImapTarget {
             .collect())
     }
 
+    async fn message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, RouteError> {
+        self.session
+            .uid_fetch_message_ids(uids)
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
     async fn refresh(&mut self) -> Result<(), RouteError> {
         self.session.noop().await.map_err(|e| self.error(&e))
     }

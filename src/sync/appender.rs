@@ -161,9 +161,9 @@ impl<T: MailTarget> Appender<'_, T> {
     /// mailbox are recorded as duplicates, the rest appended under intents.
     async fn append_unique(&mut self, ready: &[Ready]) -> Result<(), RouteError> {
         let key = &self.plan.key;
-        let candidates: Vec<(Hash, u64)> = ready
+        let candidates: Vec<(Hash, u64, Option<String>)> = ready
             .iter()
-            .map(|r| (r.hash, r.bytes.len() as u64))
+            .map(|r| (r.hash, r.bytes.len() as u64, message::message_id(&r.bytes)))
             .collect();
         let present = self
             .index

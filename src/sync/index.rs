@@ -1,10 +1,17 @@
 //! What is on the target mailbox beyond what the ledger knows (DESIGN.md §5
 //! step 5): a lost or restored ledger, a mailbox recreated behind our back,
-//! mail copied by another tool. Built cheaply and lazily: the sizes of the
-//! unknown messages first (one UID FETCH of RFC822.SIZE), bodies only when a
-//! downloaded source message has exactly one of those sizes.
+//! mail copied by another tool. Built cheaply and lazily: the sizes and
+//! Message-IDs of the unknown messages first (UID FETCH of RFC822.SIZE and
+//! of the Message-ID header field), bodies only when a downloaded source
+//! message has the same size or the same Message-ID (a copy another tool
+//! made can differ in size by a header field the identity ignores).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// How many bytes of header fields another tool may have added to a copy
+/// (`Status:`, `X-UIDL:`, `X-Mozilla-Status:`…): a message without a
+/// Message-ID is compared with unknown target messages up to this much larger.
+const HEADER_SLACK: u64 = 512;
 use std::num::NonZeroU32;
 
 use crate::ledger::{TargetMessage, UidValidityChange};
@@ -21,6 +28,13 @@ pub struct TargetIndex {
     trust_ledger: bool,
     /// Sizes of messages the ledger does not know, not yet hashed.
     unhashed: HashMap<u64, Vec<u32>>,
+    /// Their Message-IDs, likewise.
+    by_message_id: HashMap<String, Vec<u32>>,
+    /// By size, those without a Message-ID: a copy of a message without one
+    /// is looked for among these, up to [`HEADER_SLACK`] bytes larger.
+    without_id: BTreeMap<u64, Vec<u32>>,
+    /// UIDs whose bodies were fetched and hashed already.
+    hashed: HashSet<u32>,
     /// Identities verified on the mailbox during this pass.
     verified: HashSet<Hash>,
     /// Target messages indexed by size.
@@ -33,6 +47,9 @@ impl TargetIndex {
         TargetIndex {
             trust_ledger: true,
             unhashed: HashMap::new(),
+            by_message_id: HashMap::new(),
+            without_id: BTreeMap::new(),
+            hashed: HashSet::new(),
             verified: HashSet::new(),
             indexed: 0,
         }
@@ -61,8 +78,9 @@ impl TargetIndex {
             let sizes = target.sizes(None).await?;
             let unknown = sizes
                 .into_iter()
-                .filter(|(uid, _)| !trust_ledger || !known.contains(uid));
-            return Ok(TargetIndex::with_sizes(plan, trust_ledger, unknown));
+                .filter(|(uid, _)| !trust_ledger || !known.contains(uid))
+                .collect();
+            return TargetIndex::index_of(plan, trust_ledger, unknown, target).await;
         }
         let (trust_ledger, from_uid) = match change {
             UidValidityChange::Unchanged if state.exists == 0 => return Ok(TargetIndex::trusting()),
@@ -88,31 +106,51 @@ impl TargetIndex {
             UidValidityChange::First | UidValidityChange::Changed { .. } => (false, None),
         };
         let sizes = target.sizes(from_uid).await?;
-        Ok(TargetIndex::with_sizes(plan, trust_ledger, sizes))
+        TargetIndex::index_of(plan, trust_ledger, sizes, target).await
     }
 
-    fn with_sizes(
+    /// Indexes `sizes` and the Message-IDs of the same messages.
+    async fn index_of<T: MailTarget>(
         plan: &RoutePlan,
         trust_ledger: bool,
-        sizes: impl IntoIterator<Item = (u32, u64)>,
-    ) -> TargetIndex {
+        sizes: Vec<(u32, u64)>,
+        target: &mut T,
+    ) -> Result<TargetIndex, RouteError> {
+        let uids: Vec<u32> = sizes.iter().map(|(uid, _)| *uid).collect();
+        let size_of: HashMap<u32, u64> = sizes.iter().copied().collect();
         let mut unhashed: HashMap<u64, Vec<u32>> = HashMap::new();
         for (uid, size) in sizes {
             unhashed.entry(size).or_default().push(uid);
         }
-        let indexed = unhashed.values().map(Vec::len).sum::<usize>();
+        let mut by_message_id: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut without_id: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        if !uids.is_empty() {
+            for (uid, id) in target.message_ids(&uids).await? {
+                match id {
+                    Some(id) => by_message_id.entry(id).or_default().push(uid),
+                    None => {
+                        if let Some(size) = size_of.get(&uid) {
+                            without_id.entry(*size).or_default().push(uid);
+                        }
+                    }
+                }
+            }
+        }
         tracing::info!(
             route = %plan.name,
-            messages = indexed,
+            messages = uids.len(),
             trust_ledger,
-            "indexing target messages the ledger does not know (sizes only)"
+            "indexing target messages the ledger does not know (sizes and Message-IDs)"
         );
-        TargetIndex {
+        Ok(TargetIndex {
             trust_ledger,
             unhashed,
+            by_message_id,
+            without_id,
+            hashed: HashSet::new(),
             verified: HashSet::new(),
-            indexed: indexed as u64,
-        }
+            indexed: uids.len() as u64,
+        })
     }
 
     /// How many target messages were indexed by size.
@@ -120,35 +158,51 @@ impl TargetIndex {
         self.indexed
     }
 
-    /// Which of `candidates` (identity, exact size) are on the mailbox.
+    /// Which of `candidates` (identity, exact size, Message-ID) are on the
+    /// mailbox.
     /// Fetches and hashes the unknown target messages of a matching size
     /// first, recording what it finds in the ledger.
     pub async fn present<T: MailTarget>(
         &mut self,
         plan: &RoutePlan,
-        candidates: &[(Hash, u64)],
+        candidates: &[(Hash, u64, Option<String>)],
         target: &mut T,
         ledger: &SharedLedger,
         report: &mut PassReport,
     ) -> Result<HashSet<Hash>, RouteError> {
         let key = &plan.key;
-        let hashes: Vec<Hash> = candidates.iter().map(|(h, _)| *h).collect();
+        let hashes: Vec<Hash> = candidates.iter().map(|(h, _, _)| *h).collect();
         let mut present: HashSet<Hash> = if self.trust_ledger {
             ledger.call(|l| l.hashes_present(&key.target, &key.mailbox, &hashes))?
         } else {
             HashSet::new()
         };
         let mut uids = Vec::new();
-        for (hash, size) in candidates {
+        for (hash, size, message_id) in candidates {
             if present.contains(hash) || self.verified.contains(hash) {
                 continue;
             }
             if let Some(same_size) = self.unhashed.remove(size) {
                 uids.extend(same_size);
             }
+            match message_id {
+                Some(id) => uids.extend(self.by_message_id.remove(id).unwrap_or_default()),
+                None => {
+                    let near: Vec<u64> = self
+                        .without_id
+                        .range(*size..=size + HEADER_SLACK)
+                        .map(|(s, _)| *s)
+                        .collect();
+                    for s in near {
+                        uids.extend(self.without_id.remove(&s).unwrap_or_default());
+                    }
+                }
+            }
         }
+        uids.sort_unstable();
+        uids.dedup();
+        uids.retain(|uid| self.hashed.insert(*uid));
         if !uids.is_empty() {
-            uids.sort_unstable();
             let mut found = Vec::new();
             for chunk in uids.chunks(64) {
                 for (uid, bytes) in target.fetch(chunk).await? {

@@ -161,6 +161,14 @@ pub trait MailTarget {
     /// `from_uid` when given).
     async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError>;
 
+    /// The Message-ID of each of these messages (`None`: it has none).
+    async fn message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, RouteError> {
+        Ok(uids.iter().map(|&u| (u, None)).collect())
+    }
+
     /// Makes the server report what changed in the selected mailbox (NOOP),
     /// so a search sees messages other sessions stored meanwhile.
     async fn refresh(&mut self) -> Result<(), RouteError> {
