@@ -239,6 +239,9 @@ pub struct Account {
     pub max_bytes_per_day: Option<u64>,
     /// At most this many message bytes per second to or from this account.
     pub max_bytes_per_second: Option<u64>,
+    /// On a source: messages larger than this are skipped (recorded with the
+    /// reason) instead of downloaded; the default is the POP3 client's.
+    pub max_message_size: Option<u64>,
 }
 
 /// When a source message may be deleted from the POP3 server.

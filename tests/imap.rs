@@ -48,6 +48,7 @@ fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Accoun
         max_connections: None,
         max_bytes_per_day: None,
         max_bytes_per_second: None,
+        max_message_size: None,
     }
 }
 
@@ -347,6 +348,7 @@ impl Fake {
             max_connections: None,
             max_bytes_per_day: None,
             max_bytes_per_second: None,
+            max_message_size: None,
         }
     }
 

@@ -121,6 +121,7 @@ impl Fake {
             max_connections: None,
             max_bytes_per_day: None,
             max_bytes_per_second: None,
+            max_message_size: None,
         }
     }
 

@@ -254,3 +254,44 @@ fn verify_finds_a_message_removed_behind_its_back() {
         assert_eq!(missing.len(), 1, "{args:?}: {doc}");
     }
 }
+
+#[test]
+fn a_message_over_max_message_size_is_skipped_with_its_reason() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("msrc2"), dovecot.user("mdst2"));
+    let mail = corpus("limit", 10);
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        dovecot,
+        &[RouteSpec {
+            from: &src,
+            to: &dst,
+            mailbox: "INBOX",
+            delete: "\"after-copy\"",
+        }],
+    );
+    // The corpus's big message (about 2.6 MB) is over a 1 MB limit.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "\n[[target]]",
+        "max_message_size = 1000000\n\n[[target]]",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let reports = sync(&config, &[], 1);
+    assert_eq!(count(&reports[0], "skipped"), 1, "{reports:?}");
+    assert_eq!(count(&reports[0], "copied"), (mail.len() - 1) as u64);
+    assert_eq!(
+        dovecot.count(&src, "INBOX"),
+        1,
+        "the skipped message stays on the source"
+    );
+    let (_, out, _) = support::e2e::mailferry(&config, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let why = status["routes"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("limit"), "{status}");
+}

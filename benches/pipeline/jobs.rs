@@ -42,6 +42,7 @@ impl Login {
             max_connections: None,
             max_bytes_per_day: None,
             max_bytes_per_second: None,
+            max_message_size: None,
         }
     }
 }

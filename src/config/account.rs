@@ -30,6 +30,7 @@ pub(super) struct RawAccount {
     max_connections: Option<Spanned<u32>>,
     max_bytes_per_day: Option<Spanned<u64>>,
     max_bytes_per_second: Option<Spanned<u64>>,
+    max_message_size: Option<Spanned<u64>>,
 }
 
 pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Invalid> {
@@ -130,6 +131,7 @@ pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Ac
         .or(preset.as_ref().and_then(|p| p.max_bytes_per_day));
     let max_bytes_per_second =
         at_least_one(raw.max_bytes_per_second, "max_bytes_per_second", &whose)?;
+    let max_message_size = at_least_one(raw.max_message_size, "max_message_size", &whose)?;
     Ok(Account {
         port: raw.port.unwrap_or_else(|| kind.default_port(security)),
         name,
@@ -145,6 +147,7 @@ pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Ac
         max_connections,
         max_bytes_per_day,
         max_bytes_per_second,
+        max_message_size,
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::config::Account;
 use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession, SearchKey};
-use crate::pop3::{Pop3Error, Pop3Session};
+use crate::pop3::{Pop3Error, Pop3Options, Pop3Session};
 use crate::sync::budget::{self, Problem};
 use crate::sync::ports::{
     AppendOutcome, Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
@@ -17,7 +17,11 @@ const FEW_SIZES: usize = 64;
 
 /// Logs in to a POP3 source.
 pub async fn connect_source(account: &Account) -> Result<Pop3Source, RouteError> {
-    let session = Pop3Session::connect(account)
+    let mut options = Pop3Options::default();
+    if let Some(limit) = account.max_message_size {
+        options.max_message_size = limit;
+    }
+    let session = Pop3Session::connect_with(account, options)
         .await
         .map_err(|e| source_error(account, &e))?;
     Ok(Pop3Source {
