@@ -163,46 +163,26 @@ fn route_identity(config: &Config, r: &Route) -> String {
 /// For each route, the identity of its group (the smallest identity of the
 /// routes it is linked to by a shared source or target mailbox).
 fn group_keys(config: &Config) -> Vec<String> {
-    let n = config.routes.len();
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, r) in config.routes.iter().enumerate() {
+    let routes = &config.routes;
+    let groups = crate::sync::plan::link_groups(routes.len(), |i| {
+        let r = &routes[i];
         let source = format!("s {}", account_identity(&config.sources[r.source]));
+        let identity = route_identity(config, r);
         let mailbox = format!(
             "m {}",
-            route_identity(config, r)
-                .split_once('\n')
-                .map_or("", |(_, rest)| rest)
+            identity.split_once('\n').map_or("", |(_, rest)| rest)
         );
-        for key in [source, mailbox] {
-            let first = *seen.entry(key).or_insert(i);
-            let (a, b) = (root(&mut parent, first), root(&mut parent, i));
-            parent[a] = b;
+        [source, mailbox]
+    });
+    let ids: Vec<String> = routes.iter().map(|r| route_identity(config, r)).collect();
+    let mut smallest: HashMap<usize, &String> = HashMap::new();
+    for (id, group) in ids.iter().zip(&groups) {
+        let entry = smallest.entry(*group).or_insert(id);
+        if id < *entry {
+            *entry = id;
         }
     }
-    let ids: Vec<String> = config
-        .routes
-        .iter()
-        .map(|r| route_identity(config, r))
-        .collect();
-    let mut smallest: HashMap<usize, String> = HashMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        let g = root(&mut parent, i);
-        let entry = smallest.entry(g).or_insert_with(|| id.clone());
-        if id < entry {
-            *entry = id.clone();
-        }
-    }
-    (0..n)
-        .map(|i| smallest[&root(&mut parent, i)].clone())
-        .collect()
+    groups.iter().map(|g| smallest[g].clone()).collect()
 }
 
 fn shard_of(key: &str, count: u32) -> u32 {

@@ -2,7 +2,7 @@
 //! source one after another (POP3 locks the maildrop), different sources side
 //! by side, and a run record in the ledger for every attempt.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -12,7 +12,7 @@ use crate::retry::{ErrorClass, RouteBackoff};
 use crate::sync::adapters::{connect_source, connect_target};
 use crate::sync::limits::Limits;
 use crate::sync::pass::{run_pass, PassOptions, PassReport, RoutePlan};
-use crate::sync::plan::plan;
+use crate::sync::plan::{link_groups, plan};
 use crate::sync::ports::{MailTarget, RouteError};
 use crate::sync::quota;
 use crate::sync::SharedLedger;
@@ -110,26 +110,17 @@ pub fn mailbox_key(config: &Config, route: &Route) -> (String, String) {
 /// For each route, the number of its group: routes linked by a shared
 /// source or a shared target mailbox (transitively) are in one group.
 fn conflict_groups(config: &Config, routes: &[&Route]) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..routes.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
+    #[derive(Hash, PartialEq, Eq)]
+    enum Key {
+        Source(usize),
+        Mailbox((String, String)),
     }
-    let mut by_source: HashMap<usize, usize> = HashMap::new();
-    let mut by_mailbox: HashMap<(String, String), usize> = HashMap::new();
-    for (i, route) in routes.iter().enumerate() {
-        for first in [
-            *by_source.entry(route.source).or_insert(i),
-            *by_mailbox.entry(mailbox_key(config, route)).or_insert(i),
-        ] {
-            let (a, b) = (root(&mut parent, first), root(&mut parent, i));
-            parent[a] = b;
-        }
-    }
-    (0..routes.len()).map(|i| root(&mut parent, i)).collect()
+    link_groups(routes.len(), |i| {
+        [
+            Key::Source(routes[i].source),
+            Key::Mailbox(mailbox_key(config, routes[i])),
+        ]
+    })
 }
 
 /// Polls a set of futures to completion concurrently on this task.
