@@ -244,37 +244,16 @@ impl<T: MailTarget> Appender<'_, T> {
         let Some(budget) = self.options.byte_budget else {
             return Ok((fresh, false));
         };
-        let (never, fresh): (Vec<&Ready>, Vec<&Ready>) = fresh
-            .into_iter()
-            .partition(|r| r.bytes.len() as u64 > budget.max);
-        if !never.is_empty() {
-            let reason = format!(
-                "larger than the target's whole daily budget of {} bytes (max_bytes_per_day)",
-                budget.max
-            );
-            let outcomes: Vec<(&str, Outcome<'_>)> = never
-                .iter()
-                .map(|r| (r.uidl.as_str(), Outcome::Skipped { reason: &reason }))
-                .collect();
-            self.ledger
-                .call(|l| l.record_outcomes(&self.plan.key, &outcomes))?;
-            self.report.counts.skipped += outcomes.len() as u64;
-        }
-        let mut left = budget.left.saturating_sub(self.report.counts.bytes);
-        let mut fresh = fresh;
-        let fits = fresh
-            .iter()
-            .take_while(|r| match left.checked_sub(r.bytes.len() as u64) {
-                Some(rest) => {
-                    left = rest;
-                    true
-                }
-                None => false,
-            })
-            .count();
-        let over = fits < fresh.len();
-        fresh.truncate(fits);
-        Ok((fresh, over))
+        let used = self.report.counts.bytes;
+        crate::sync::quota::apply_budget(
+            fresh,
+            |r| r.bytes.len() as u64,
+            |r| &r.uidl,
+            budget,
+            used,
+            "the target's",
+            (self.plan, self.ledger, self.report),
+        )
     }
 
     /// Waits as long as `bytes_per_second` asks for what was appended so far.

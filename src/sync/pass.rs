@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeletePolicy, IdentityRule};
-use crate::ledger::{Outcome, RouteKey, RunCounts, UidValidityChange};
+use crate::ledger::{RouteKey, RunCounts, UidValidityChange};
 use crate::message::{self, Hash};
 use crate::retry::ErrorClass;
 use crate::sync::appender::Appender;
@@ -207,33 +207,17 @@ fn within_download_budget(
     let Some(budget) = options.download_budget else {
         return Ok(false);
     };
-    let (never, fits): (Vec<Listed>, Vec<Listed>) = std::mem::take(todo)
-        .into_iter()
-        .partition(|m| m.size > budget.max);
-    if !never.is_empty() {
-        let reason = format!(
-            "larger than the source's whole daily download budget of {} bytes (max_bytes_per_day)",
-            budget.max
-        );
-        let outcomes: Vec<(&str, Outcome<'_>)> = never
-            .iter()
-            .map(|m| (m.uidl.as_str(), Outcome::Skipped { reason: &reason }))
-            .collect();
-        ledger.call(|l| l.record_outcomes(&plan.key, &outcomes))?;
-        report.counts.skipped += outcomes.len() as u64;
-    }
-    let mut left = budget.left;
-    let mut over = false;
-    for m in fits {
-        match left.checked_sub(m.size) {
-            Some(rest) if !over => {
-                left = rest;
-                todo.push(m);
-            }
-            _ => over = true,
-        }
-    }
-    Ok(over)
+    let (kept, held_back) = crate::sync::quota::apply_budget(
+        std::mem::take(todo),
+        |m| m.size,
+        |m| &m.uidl,
+        budget,
+        0,
+        "the source's",
+        (plan, ledger, report),
+    )?;
+    *todo = kept;
+    Ok(held_back)
 }
 
 /// The pass stopped at the source's download budget; the runner adds when

@@ -7,9 +7,10 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::Account;
+use crate::ledger::Outcome;
 use crate::ledger::WindowUse;
 use crate::retry::ErrorClass;
-use crate::sync::pass::{ByteBudget, RoutePlan};
+use crate::sync::pass::{ByteBudget, PassReport, RoutePlan};
 use crate::sync::ports::{Budget, RouteError};
 use crate::sync::SharedLedger;
 
@@ -44,12 +45,26 @@ pub fn before_pass(
         return Ok(None);
     };
     let used = ledger.call(|l| l.appended_within(&target.name, window()))?;
+    left_or_pause(plan, ledger, max, used, || {
+        spent("target", &target.name, "upload", max)
+    })
+}
+
+/// What is left of a budget of `max` after `used`, or (nothing left) the
+/// route paused until the window frees up, for the reason `reason` gives.
+fn left_or_pause(
+    plan: &RoutePlan,
+    ledger: &SharedLedger,
+    max: u64,
+    used: WindowUse,
+    reason: impl FnOnce() -> String,
+) -> Result<Option<ByteBudget>, RouteError> {
     match max.checked_sub(used.bytes).filter(|left| *left > 0) {
         Some(left) => Ok(Some(ByteBudget { left, max })),
         None => {
             let until = used.oldest.map_or(SystemTime::now(), |t| t + window());
-            let reason = spent(target, max);
-            ledger.call(|l| l.set_pause(key, until, &reason))?;
+            let reason = reason();
+            ledger.call(|l| l.set_pause(&plan.key, until, &reason))?;
             Err(paused(until, reason))
         }
     }
@@ -103,25 +118,14 @@ pub fn download_budget(
         return Ok(None);
     };
     let used = ledger.call(|l| l.downloaded_within(&source.name, window()))?;
-    match max.checked_sub(used.bytes).filter(|left| *left > 0) {
-        Some(left) => Ok(Some(ByteBudget { left, max })),
-        None => {
-            let until = used.oldest.map_or(SystemTime::now(), |t| t + window());
-            let reason = format!(
-                "source {}: the download budget of {max} bytes per {:?} (max_bytes_per_day) is spent",
-                source.name,
-                window()
-            );
-            ledger.call(|l| l.set_pause(&plan.key, until, &reason))?;
-            Err(paused(until, reason))
-        }
-    }
+    left_or_pause(plan, ledger, max, used, || {
+        spent("source", &source.name, "download", max)
+    })
 }
 
-fn spent(target: &Account, max: u64) -> String {
+fn spent(side: &str, account: &str, what: &str, max: u64) -> String {
     format!(
-        "target {}: the upload budget of {max} bytes per {:?} (max_bytes_per_day) is spent",
-        target.name,
+        "{side} {account}: the {what} budget of {max} bytes per {:?} (max_bytes_per_day) is spent",
         window()
     )
 }
@@ -130,4 +134,47 @@ fn paused(until: SystemTime, reason: String) -> RouteError {
     let mut e = RouteError::new(ErrorClass::Quota, format!("paused: {reason}"));
     e.resume_at = Some(until);
     e
+}
+
+/// Applies a budget to `items` (in order): those larger than a whole
+/// window's budget are recorded as skipped (waiting would never help), and
+/// of the rest the longest prefix that fits in what is left after `used` is
+/// kept. Returns the kept items and whether some were held back.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_budget<T>(
+    items: Vec<T>,
+    size: impl Fn(&T) -> u64,
+    uidl: impl Fn(&T) -> &str,
+    budget: ByteBudget,
+    used: u64,
+    whose: &str,
+    (plan, ledger, report): (&RoutePlan, &SharedLedger, &mut PassReport),
+) -> Result<(Vec<T>, bool), RouteError> {
+    let (never, candidates): (Vec<T>, Vec<T>) =
+        items.into_iter().partition(|m| size(m) > budget.max);
+    if !never.is_empty() {
+        let reason = format!(
+            "larger than {whose} whole daily budget of {} bytes (max_bytes_per_day)",
+            budget.max
+        );
+        let outcomes: Vec<(&str, Outcome<'_>)> = never
+            .iter()
+            .map(|m| (uidl(m), Outcome::Skipped { reason: &reason }))
+            .collect();
+        ledger.call(|l| l.record_outcomes(&plan.key, &outcomes))?;
+        report.counts.skipped += outcomes.len() as u64;
+    }
+    let mut left = budget.left.saturating_sub(used);
+    let mut kept = Vec::with_capacity(candidates.len());
+    let mut held_back = false;
+    for m in candidates {
+        match left.checked_sub(size(&m)) {
+            Some(rest) if !held_back => {
+                left = rest;
+                kept.push(m);
+            }
+            _ => held_back = true,
+        }
+    }
+    Ok((kept, held_back))
 }
