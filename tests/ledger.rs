@@ -467,7 +467,7 @@ fn deletable_needs_every_route() -> TestResult {
 }
 
 #[test]
-fn uidvalidity_change_forgets_uids_keeps_hashes() -> TestResult {
+fn uidvalidity_change_forgets_the_mailbox_record() -> TestResult {
     let (_dir, path) = temp();
     let mut l = Ledger::open(&path)?;
     let seven = NonZeroU32::new(7).ok_or("zero")?;
@@ -497,6 +497,7 @@ fn uidvalidity_change_forgets_uids_keeps_hashes() -> TestResult {
         .map(|m| m.uid)
         .collect();
     assert_eq!(uids, [nz(3), nz(4)]);
+    assert_eq!(l.highest_uid("new", "INBOX")?, nz(4));
     let present = l.hashes_present("new", "INBOX", &[hash(1), hash(2), hash(9)])?;
     assert_eq!(present.len(), 2);
 
@@ -507,6 +508,7 @@ fn uidvalidity_change_forgets_uids_keeps_hashes() -> TestResult {
     assert_eq!(l.uidvalidity("new", "INBOX")?, Some(eight));
     // The recreated mailbox is unknown until reconciled.
     assert!(l.target_messages("new", "INBOX")?.is_empty());
+    assert_eq!(l.highest_uid("new", "INBOX")?, None);
     assert!(!l.has_hash("new", "INBOX", &hash(1))?);
     // An APPENDUID under the old UIDVALIDITY is not recorded as a UID.
     copy(&mut l, &inbox(), "m2", hash(2), 6)?;

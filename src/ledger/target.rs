@@ -58,7 +58,20 @@ const TARGET_MESSAGES: &str = "
     SELECT hash, uid, size FROM target_message
     WHERE target = ?1 AND mailbox = ?2 ORDER BY uid IS NULL, uid, hash";
 
+const HIGHEST_UID: &str = "SELECT max(uid) FROM target_message WHERE target = ?1 AND mailbox = ?2";
+
 impl Ledger {
+    /// The highest UID recorded on the mailbox (under its current
+    /// UIDVALIDITY), if any: what lies above it the ledger does not know.
+    pub fn highest_uid(&self, target: &str, mailbox: &str) -> Result<Option<NonZeroU32>> {
+        let path = &self.path;
+        let top: Option<i64> = self
+            .conn
+            .query_row(HIGHEST_UID, params![target, mailbox], |row| row.get(0))
+            .ctx(path, "read the highest UID")?;
+        nz_from_sql(path, top)
+    }
+
     /// The last UIDVALIDITY recorded for the mailbox.
     pub fn uidvalidity(&self, target: &str, mailbox: &str) -> Result<Option<NonZeroU32>> {
         let path = &self.path;

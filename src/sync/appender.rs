@@ -163,7 +163,15 @@ impl<T: MailTarget> Appender<'_, T> {
         let key = &self.plan.key;
         let candidates: Vec<(Hash, u64, Option<String>)> = ready
             .iter()
-            .map(|r| (r.hash, r.bytes.len() as u64, message::message_id(&r.bytes)))
+            // The Message-ID only matters while some target message is unknown.
+            .map(|r| {
+                let id = self
+                    .index
+                    .has_unknown()
+                    .then(|| message::message_id(&r.bytes))
+                    .flatten();
+                (r.hash, r.bytes.len() as u64, id)
+            })
             .collect();
         let present = self
             .index

@@ -92,12 +92,9 @@ impl TargetIndex {
             UidValidityChange::Unchanged => {
                 // Only UIDs above the highest one recorded can be unknown to
                 // us (a restored ledger, another client's appends).
-                let known = ledger.call(|l| l.target_messages(&key.target, &key.mailbox))?;
-                let top = known
-                    .iter()
-                    .filter_map(|m| m.uid)
-                    .map(NonZeroU32::get)
-                    .max();
+                let top = ledger
+                    .call(|l| l.highest_uid(&key.target, &key.mailbox))?
+                    .map(NonZeroU32::get);
                 if top.is_some() && top.map(|t| t + 1) >= state.uidnext {
                     return Ok(TargetIndex::trusting());
                 }
@@ -151,6 +148,12 @@ impl TargetIndex {
             verified: HashSet::new(),
             indexed: uids.len() as u64,
         })
+    }
+
+    /// Whether any target message is still unknown (so a candidate's
+    /// Message-ID could matter).
+    pub fn has_unknown(&self) -> bool {
+        !self.unhashed.is_empty() || !self.by_message_id.is_empty() || !self.without_id.is_empty()
     }
 
     /// How many target messages were indexed by size.
