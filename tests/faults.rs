@@ -111,12 +111,7 @@ impl Migration {
 
     /// Writes the config (one after-copy route) for these servers.
     fn config(&self, servers: &Servers) -> PathBuf {
-        let route = RouteSpec {
-            from: &self.src,
-            to: &self.dst,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        };
+        let route = RouteSpec::new(&self.src, &self.dst, "INBOX", "\"after-copy\"");
         write_config_via(self.dir.path(), shared(), servers, &[route])
     }
 

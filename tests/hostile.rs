@@ -107,12 +107,7 @@ fn malformed_mail_is_copied_byte_exact_or_skipped_with_a_reason() {
     let config = e2e::write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"never\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"never\"")],
     );
 
     let started = Instant::now();
@@ -583,12 +578,7 @@ fn message_starting_with_a_dot_line_is_never_copied_damaged() {
         let config = e2e::write_config(
             dir.path(),
             dovecot,
-            &[RouteSpec {
-                from: &src,
-                to: &dst,
-                mailbox: "INBOX",
-                delete: "\"never\"",
-            }],
+            &[RouteSpec::new(&src, &dst, "INBOX", "\"never\"")],
         );
         let wire = raw_retr(dovecot.pop3_port(), &src, 1);
         eprintln!(
@@ -705,12 +695,7 @@ fn no_password_in_logs_json_ledger_or_server_log() {
     let config = e2e::write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"after-copy\"")],
     );
     let places = leftovers(
         &config,

@@ -209,12 +209,12 @@ fn budget_pauses_and_resumes(table_after: &str) {
     all.push(huge.clone());
     dovecot.load(&src, "INBOX", &all);
     let dir = tempfile::tempdir().unwrap();
-    let routes = [support::e2e::RouteSpec {
-        from: &src,
-        to: &dst,
-        mailbox: "INBOX",
-        delete: "\"after-copy\"",
-    }];
+    let routes = [support::e2e::RouteSpec::new(
+        &src,
+        &dst,
+        "INBOX",
+        "\"after-copy\"",
+    )];
     let config = support::e2e::write_config(dir.path(), dovecot, &routes);
     // A budget of about a third of the mail per (3-second) window.
     let budget = total / 3 + 1;

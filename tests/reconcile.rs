@@ -13,12 +13,7 @@ fn route<'a>(
     from: &'a support::dovecot::User,
     to: &'a support::dovecot::User,
 ) -> [RouteSpec<'a>; 1] {
-    [RouteSpec {
-        from,
-        to,
-        mailbox: "INBOX",
-        delete: "\"never\"",
-    }]
+    [RouteSpec::new(from, to, "INBOX", "\"never\"")]
 }
 
 /// Removes the ledger and its WAL files.

@@ -17,12 +17,7 @@ fn migrate_after_copy_moves_everything_exactly_once() {
     let config = write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"after-copy\"")],
     );
     let reports = sync(&config, &[], 0);
     assert_eq!(
@@ -71,18 +66,8 @@ fn consolidating_overlapping_sources_stores_each_message_once() {
         dir.path(),
         dovecot,
         &[
-            RouteSpec {
-                from: &a,
-                to: &dst,
-                mailbox: "Merged",
-                delete: "\"never\"",
-            },
-            RouteSpec {
-                from: &b,
-                to: &dst,
-                mailbox: "Merged",
-                delete: "\"never\"",
-            },
+            RouteSpec::new(&a, &dst, "Merged", "\"never\""),
+            RouteSpec::new(&b, &dst, "Merged", "\"never\""),
         ],
     );
     let reports = sync(&config, &[], 0);
@@ -110,12 +95,7 @@ fn uidl_reset_copies_nothing_twice() {
     let config = write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"never\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"never\"")],
     );
     sync(&config, &[], 0);
     // Recreate the maildrop with the same mail: new UIDVALIDITY, new UIDLs.
@@ -142,18 +122,8 @@ fn one_source_two_targets_deletes_only_when_both_have_it() {
     dovecot.load(&src, "INBOX", &mail);
     let dir = tempfile::tempdir().unwrap();
     let routes = [
-        RouteSpec {
-            from: &src,
-            to: &one,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        },
-        RouteSpec {
-            from: &src,
-            to: &two,
-            mailbox: "Archive/Über",
-            delete: "\"after-copy\"",
-        },
+        RouteSpec::new(&src, &one, "INBOX", "\"after-copy\""),
+        RouteSpec::new(&src, &two, "Archive/Über", "\"after-copy\""),
     ];
     let config = write_config(dir.path(), dovecot, &routes);
     let first = format!("{}-{}-INBOX", src.name, one.name);
@@ -184,12 +154,7 @@ fn dry_run_changes_nothing_anywhere() {
     let config = write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"after-copy\"")],
     );
     let reports = sync(&config, &["--dry-run"], 0);
     assert_eq!(
@@ -214,12 +179,7 @@ fn verify_finds_a_message_removed_behind_its_back() {
     let config = write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"never\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"never\"")],
     );
     sync(&config, &[], 0);
     let (code, out, err) = support::e2e::mailferry(&config, &["verify"]);
@@ -265,12 +225,7 @@ fn a_message_over_max_message_size_is_skipped_with_its_reason() {
     let config = write_config(
         dir.path(),
         dovecot,
-        &[RouteSpec {
-            from: &src,
-            to: &dst,
-            mailbox: "INBOX",
-            delete: "\"after-copy\"",
-        }],
+        &[RouteSpec::new(&src, &dst, "INBOX", "\"after-copy\"")],
     );
     // The corpus's big message (about 2.6 MB) is over a 1 MB limit.
     let text = std::fs::read_to_string(&config).unwrap().replacen(

@@ -17,6 +17,19 @@ pub struct RouteSpec<'a> {
     pub delete: &'a str,
 }
 
+impl<'a> RouteSpec<'a> {
+    /// A route from `from` to `to`'s `mailbox` with the `delete` policy
+    /// (as written in TOML, e.g. `"\"after-copy\""`).
+    pub fn new(from: &'a User, to: &'a User, mailbox: &'a str, delete: &'a str) -> RouteSpec<'a> {
+        RouteSpec {
+            from,
+            to,
+            mailbox,
+            delete,
+        }
+    }
+}
+
 /// Where one side's server listens, as the config names it.
 #[derive(Clone, Copy, Debug)]
 pub struct Endpoint {
