@@ -38,7 +38,8 @@ struct Cli {
     /// Log line format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
-    /// Less log detail on stderr (-q warnings only, -qq errors only)
+    /// Less log detail on stderr (-q warnings only, -qq errors only; all but
+    /// `run` log warnings only unless -v)
     #[arg(long, short = 'q', global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     quiet: u8,
     #[command(subcommand)]
