@@ -56,6 +56,32 @@ pub struct AppendBatchResult {
     pub error: Option<ImapError>,
 }
 
+/// A batch whose MULTIAPPEND commands are sent but not yet answered: what
+/// [`ImapSession::start_append`] returns and [`ImapSession::finish_append`]
+/// completes. Meanwhile the session can send the next batch, so the server
+/// never waits for the client between batches.
+#[derive(Debug)]
+pub struct PendingAppend {
+    batch: Batch,
+    /// The mailbox's name on the wire, for a one-by-one retry.
+    wire: String,
+    /// Each MULTIAPPEND sent: its tag and the messages it carries.
+    sent: Vec<(String, Vec<usize>)>,
+    /// Why sending stopped early, or the whole result when the batch was
+    /// appended at once (no MULTIAPPEND).
+    state: PendingState,
+}
+
+#[derive(Debug)]
+enum PendingState {
+    /// Every chunk was sent.
+    Sent,
+    /// Sending failed; the chunks in `sent` may still be answered.
+    Failed(ImapError),
+    /// Appended without MULTIAPPEND, answered already.
+    Done(Option<ImapError>),
+}
+
 impl ImapSession {
     /// Appends `msgs` to `mailbox` (a `/`-separated name), as fast as the
     /// server allows (see [`AppendMode`]).
@@ -64,17 +90,64 @@ impl ImapSession {
         mailbox: &str,
         msgs: &[AppendMessage<'_>],
     ) -> AppendBatchResult {
-        let mut batch = Batch {
-            outcomes: vec![AppendOutcome::NotSent; msgs.len()],
-            uidvalidity: None,
+        let pending = self.start_append(mailbox, msgs).await;
+        self.finish_append(pending, msgs).await
+    }
+
+    /// Sends `msgs` to `mailbox` without waiting for the answers, when the
+    /// server takes MULTIAPPEND with LITERAL+ (otherwise appends them at
+    /// once). Pass the same `msgs` to [`ImapSession::finish_append`].
+    pub async fn start_append(
+        &mut self,
+        mailbox: &str,
+        msgs: &[AppendMessage<'_>],
+    ) -> PendingAppend {
+        let mut pending = PendingAppend {
+            batch: Batch {
+                outcomes: vec![AppendOutcome::NotSent; msgs.len()],
+                uidvalidity: None,
+            },
+            wire: String::new(),
+            sent: Vec::new(),
+            state: PendingState::Sent,
         };
-        let error = match self.append_all(mailbox, msgs, &mut batch).await {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::warn!(host = self.host(), error = %e, "APPEND batch ended early");
+        if let Err(e) = self.send_all(mailbox, msgs, &mut pending).await {
+            pending.state = match pending.state {
+                PendingState::Done(_) => PendingState::Done(Some(e)),
+                _ => PendingState::Failed(e),
+            };
+        }
+        pending
+    }
+
+    /// Reads the answers to a batch [`ImapSession::start_append`] sent.
+    pub async fn finish_append(
+        &mut self,
+        pending: PendingAppend,
+        msgs: &[AppendMessage<'_>],
+    ) -> AppendBatchResult {
+        let PendingAppend {
+            mut batch,
+            wire,
+            sent,
+            state,
+        } = pending;
+        let error = match state {
+            PendingState::Done(error) => error,
+            PendingState::Sent => self.read_sent(&wire, msgs, &sent, &mut batch).await.err(),
+            PendingState::Failed(e) => {
+                // Answers read before the failure still count.
+                for (tag, chunk) in &sent {
+                    if let Some(status) = self.done_if_read(tag) {
+                        batch.record_chunk(chunk, status);
+                    }
+                }
                 Some(e)
             }
         };
+        if let Some(e) = &error {
+            tracing::warn!(host = self.host(), error = %e, "APPEND batch ended early");
+        }
         self.clear_untagged();
         AppendBatchResult {
             outcomes: batch.outcomes,
@@ -83,14 +156,16 @@ impl ImapSession {
         }
     }
 
-    async fn append_all(
+    async fn send_all(
         &mut self,
         mailbox: &str,
         msgs: &[AppendMessage<'_>],
-        batch: &mut Batch,
+        pending: &mut PendingAppend,
     ) -> Result<(), ImapError> {
         self.check_usable()?;
-        let wire = self.server_name(mailbox).await?;
+        pending.wire = self.server_name(mailbox).await?;
+        let wire = pending.wire.clone();
+        let batch = &mut pending.batch;
         let mut todo = Vec::with_capacity(msgs.len());
         for (i, msg) in msgs.iter().enumerate() {
             match self.over_limit(msg) {
@@ -104,22 +179,69 @@ impl ImapSession {
                 AppendMode::MultiAppend => true,
                 AppendMode::OneAtATime | AppendMode::Pipelined => false,
             };
-        if multi {
-            for chunk in self.multiappend_chunks(msgs, &todo) {
-                self.append_multi(&wire, msgs, &chunk, batch).await?;
-                if batch.stop_reason(&chunk).is_some() {
-                    break;
-                }
-            }
-            Ok(())
-        } else {
+        if !multi {
+            pending.state = PendingState::Done(None);
             let window = match self.options.append_mode {
                 AppendMode::OneAtATime => 1,
                 _ => self.options.append_window.max(1),
             };
-            self.append_pipelined(&wire, msgs, &todo, window, batch)
-                .await
+            return self
+                .append_pipelined(&wire, msgs, &todo, window, batch)
+                .await;
         }
+        for chunk in self.multiappend_chunks(msgs, &todo) {
+            let parts: Vec<&AppendMessage<'_>> = chunk.iter().map(|&i| &msgs[i]).collect();
+            let req = self.append_request(&wire, &parts)?;
+            for &i in &chunk {
+                batch.outcomes[i] = AppendOutcome::Unknown;
+            }
+            pending.sent.push((req.tag.clone(), chunk));
+            // `false`: the server answered instead of taking a synchronising
+            // literal; the answer is kept and read by `finish_append`.
+            self.send(&req).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the answer to each MULTIAPPEND sent, in order. A refusal of a
+    /// whole command for one message's sake is retried one by one to find
+    /// and report the culprit; after a refusal that concerns the route, the
+    /// later commands' answers are still read (they were sent).
+    async fn read_sent(
+        &mut self,
+        wire: &str,
+        msgs: &[AppendMessage<'_>],
+        sent: &[(String, Vec<usize>)],
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
+        for (k, (tag, chunk)) in sent.iter().enumerate() {
+            let status = match self.wait_tag(tag).await {
+                Ok(status) => status,
+                Err(e) => {
+                    for (tag, chunk) in &sent[k + 1..] {
+                        if let Some(status) = self.done_if_read(tag) {
+                            batch.record_chunk(chunk, status);
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            if status.kind != StatusKind::Ok
+                && chunk.len() > 1
+                && Refusal::from_status(status.clone()).class() == ErrorClass::Message
+            {
+                tracing::info!(host = self.host(), %status.text, "MULTIAPPEND refused; retrying its messages one by one");
+                for &i in chunk {
+                    batch.outcomes[i] = AppendOutcome::NotSent;
+                }
+                let window = self.options.append_window.max(1);
+                self.append_pipelined(wire, msgs, chunk, window, batch)
+                    .await?;
+                continue;
+            }
+            batch.record_chunk(chunk, status);
+        }
+        Ok(())
     }
 
     /// RFC 7889: a message over APPENDLIMIT is refused here, unsent.
@@ -153,45 +275,6 @@ impl ImapSession {
             chunks.last_mut().expect("pushed above").push(i);
         }
         chunks
-    }
-
-    /// One MULTIAPPEND for `chunk`. A refusal of a whole batch for one
-    /// message's sake is retried one by one to find and report the culprit.
-    async fn append_multi(
-        &mut self,
-        wire: &str,
-        msgs: &[AppendMessage<'_>],
-        chunk: &[usize],
-        batch: &mut Batch,
-    ) -> Result<(), ImapError> {
-        let parts: Vec<&AppendMessage<'_>> = chunk.iter().map(|&i| &msgs[i]).collect();
-        let req = self.append_request(wire, &parts)?;
-        for &i in chunk {
-            batch.outcomes[i] = AppendOutcome::Unknown;
-        }
-        let status = match self.send(&req).await? {
-            true => self.wait_tag(&req.tag).await?,
-            false => self.take_done(&req.tag)?,
-        };
-        if status.kind == StatusKind::Ok {
-            batch.record_ok(chunk, &status);
-            return Ok(());
-        }
-        let refusal = Refusal::from_status(status);
-        if chunk.len() > 1 && refusal.class() == ErrorClass::Message {
-            tracing::info!(host = self.host(), %refusal.text, "MULTIAPPEND refused; retrying its messages one by one");
-            for &i in chunk {
-                batch.outcomes[i] = AppendOutcome::NotSent;
-            }
-            let window = self.options.append_window.max(1);
-            return self
-                .append_pipelined(wire, msgs, chunk, window, batch)
-                .await;
-        }
-        for &i in chunk {
-            batch.outcomes[i] = AppendOutcome::Refused(refusal.clone());
-        }
-        Ok(())
     }
 
     /// One APPEND per message, up to `window` in flight. Stops sending (the
@@ -290,6 +373,7 @@ impl ImapSession {
 }
 
 /// Outcomes so far.
+#[derive(Debug)]
 struct Batch {
     outcomes: Vec<AppendOutcome>,
     uidvalidity: Option<u32>,
@@ -313,6 +397,18 @@ impl Batch {
         }
     }
 
+    /// Records a MULTIAPPEND's tagged reply for all of `indexes`.
+    fn record_chunk(&mut self, indexes: &[usize], status: ServerStatus) {
+        if status.kind == StatusKind::Ok {
+            self.record_ok(indexes, &status);
+            return;
+        }
+        let refusal = Refusal::from_status(status);
+        for &i in indexes {
+            self.outcomes[i] = AppendOutcome::Refused(refusal.clone());
+        }
+    }
+
     /// Records message `i`'s tagged reply; `true` when it is a refusal that
     /// concerns the route, not the message.
     fn record(&mut self, i: usize, status: ServerStatus) -> bool {
@@ -324,14 +420,5 @@ impl Batch {
         let stop = refusal.class() != ErrorClass::Message;
         self.outcomes[i] = AppendOutcome::Refused(refusal);
         stop
-    }
-
-    /// A refusal among `indexes` that concerns the route, not the message
-    /// (throttled, over quota, mailbox gone): no point sending more.
-    fn stop_reason(&self, indexes: &[usize]) -> Option<ErrorClass> {
-        indexes.iter().find_map(|&i| match &self.outcomes[i] {
-            AppendOutcome::Refused(r) if r.class() != ErrorClass::Message => Some(r.class()),
-            _ => None,
-        })
     }
 }

@@ -48,7 +48,7 @@ pub mod response;
 mod session;
 pub mod utf7;
 
-pub use append::{AppendBatchResult, AppendMessage, AppendOutcome};
+pub use append::{AppendBatchResult, AppendMessage, AppendOutcome, PendingAppend};
 pub use auth::{sasl_oauthbearer, sasl_plain, sasl_xoauth2};
 pub use error::{ImapError, Refusal, ResponseCode, ServerStatus, StatusKind};
 pub use fetch::{FetchedMessage, SearchKey};

@@ -193,17 +193,23 @@ impl MailTarget for ImapTarget {
         })
     }
 
-    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
+    /// The IMAP batch in flight, and the time its messages without a usable
+    /// Date header are dated (so a retry of one sends the same bytes).
+    type Pending = (imap::PendingAppend, crate::message::MailDate);
+
+    async fn start_append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> Self::Pending {
         let now = internaldate::now();
-        let msgs: Vec<AppendMessage<'_>> = batch
-            .iter()
-            .map(|m| AppendMessage {
-                bytes: m.bytes,
-                seen: m.seen,
-                internal_date: Some(internaldate::internal_date(m.bytes, now)),
-            })
-            .collect();
-        let result = self.session.append_batch(mailbox, &msgs).await;
+        let msgs = append_messages(batch, now);
+        (self.session.start_append(mailbox, &msgs).await, now)
+    }
+
+    async fn finish_append(
+        &mut self,
+        (pending, now): Self::Pending,
+        batch: &[Outgoing<'_>],
+    ) -> AppendOutcome {
+        let msgs = append_messages(batch, now);
+        let result = self.session.finish_append(pending, &msgs).await;
         let mut results = Vec::with_capacity(result.outcomes.len());
         for outcome in result.outcomes {
             results.push(match outcome {
@@ -290,4 +296,20 @@ impl MailTarget for ImapTarget {
     async fn logout(self) {
         let _ = self.session.logout().await;
     }
+}
+
+/// The IMAP form of a batch, dated from each message's Date header (`now`
+/// for one without a usable one).
+fn append_messages<'a>(
+    batch: &[Outgoing<'a>],
+    now: crate::message::MailDate,
+) -> Vec<AppendMessage<'a>> {
+    batch
+        .iter()
+        .map(|m| AppendMessage {
+            bytes: m.bytes,
+            seen: m.seen,
+            internal_date: Some(internaldate::internal_date(m.bytes, now)),
+        })
+        .collect()
 }

@@ -18,7 +18,12 @@ use crate::sync::SharedLedger;
 
 /// The append side of a pass: batches downloaded messages, dedups them, and
 /// appends them under durable intents.
-pub(super) struct Appender<'a, T> {
+///
+/// One batch may be in flight while the next is prepared: its intents are
+/// durable before it is sent, so sending batch k+1 before batch k is
+/// answered changes nothing in what a crash can leave behind; it only keeps
+/// the server busy while the ledger settles batch k (issue #9).
+pub(super) struct Appender<'a, T: MailTarget> {
     pub(super) plan: &'a RoutePlan,
     pub(super) state: MailboxState,
     pub(super) target: &'a mut T,
@@ -29,6 +34,16 @@ pub(super) struct Appender<'a, T> {
     pub(super) index: TargetIndex,
     /// When appending began, for pacing.
     pub(super) started: std::time::Instant,
+    /// The batch sent and not yet answered.
+    pub(super) inflight: Option<InFlight<T::Pending>>,
+}
+
+/// A batch sent to the target, waiting for its answers. Its messages keep
+/// their budget reservations until then.
+pub(super) struct InFlight<P> {
+    fresh: Vec<Ready>,
+    ids: Vec<crate::ledger::IntentId>,
+    pending: P,
 }
 
 /// A message ready to append.
@@ -44,15 +59,34 @@ struct Ready {
 impl<T: MailTarget> Appender<'_, T> {
     pub(super) async fn run(
         &mut self,
+        rx: budget::Receiver,
+        cancel: &CancellationToken,
+    ) -> Result<(), RouteError> {
+        let result = self.run_batches(rx, cancel).await;
+        // Whatever ended the run, read the answers to the batch in flight:
+        // what the server confirmed is settled now, not resolved next pass.
+        let drained = self.drain().await;
+        result.and(drained)
+    }
+
+    async fn run_batches(
+        &mut self,
         mut rx: budget::Receiver,
         cancel: &CancellationToken,
     ) -> Result<(), RouteError> {
         let mut batch: Vec<Fetched> = Vec::new();
         loop {
-            // Wait for one message, then take whatever else already arrived.
-            let first = tokio::select! {
-                m = rx.recv() => m,
-                () = cancel.cancelled() => None,
+            // Nothing downloaded yet: settle the batch in flight rather than
+            // wait with it (its reservations may be what the download waits for).
+            let first = match rx.try_recv() {
+                Some(m) => Some(m),
+                None => {
+                    self.drain().await?;
+                    tokio::select! {
+                        m = rx.recv() => m,
+                        () = cancel.cancelled() => None,
+                    }
+                }
             };
             let Some(first) = first else { break };
             batch.push(first);
@@ -144,22 +178,34 @@ impl<T: MailTarget> Appender<'_, T> {
         self.ledger.call(|l| l.record_seen(&self.plan.key, &seen))?;
         // Split where a hash repeats, so a repeat is judged only after the
         // first copy is durably settled (a duplicate may gate a DELE).
-        let mut start = 0;
-        while start < ready.len() {
+        let mut rest = ready;
+        while !rest.is_empty() {
             let mut hashes = HashSet::new();
-            let end = ready[start..]
+            let end = rest
                 .iter()
                 .position(|r| !hashes.insert(r.hash))
-                .map_or(ready.len(), |i| start + i);
-            self.append_unique(&ready[start..end]).await?;
-            start = end;
+                .unwrap_or(rest.len());
+            let tail = rest.split_off(end);
+            self.append_unique(rest).await?;
+            rest = tail;
         }
         Ok(())
     }
 
     /// Appends messages whose hashes are distinct: those already on the
     /// mailbox are recorded as duplicates, the rest appended under intents.
-    async fn append_unique(&mut self, ready: &[Ready]) -> Result<(), RouteError> {
+    async fn append_unique(&mut self, ready: Vec<Ready>) -> Result<(), RouteError> {
+        // Judge with nothing in flight when the judgement could depend on it:
+        // a repeat of a message in flight waits until that one is settled,
+        // and looking at unknown target messages talks to the server.
+        let repeats_inflight = self.inflight.as_ref().is_some_and(|f| {
+            ready
+                .iter()
+                .any(|r| f.fresh.iter().any(|g| g.hash == r.hash))
+        });
+        if repeats_inflight || self.index.has_unknown() {
+            self.drain().await?;
+        }
         let key = &self.plan.key;
         let candidates: Vec<(Hash, u64, Option<String>)> = ready
             .iter()
@@ -183,8 +229,8 @@ impl<T: MailTarget> Appender<'_, T> {
                 self.report,
             )
             .await?;
-        let (dups, fresh): (Vec<&Ready>, Vec<&Ready>) =
-            ready.iter().partition(|r| present.contains(&r.hash));
+        let (dups, fresh): (Vec<Ready>, Vec<Ready>) =
+            ready.into_iter().partition(|r| present.contains(&r.hash));
         if !dups.is_empty() {
             let outcomes: Vec<(&str, Outcome<'_>)> = dups
                 .iter()
@@ -197,6 +243,12 @@ impl<T: MailTarget> Appender<'_, T> {
         if fresh.is_empty() || self.options.reconcile {
             return Ok(());
         }
+        // A budget or a pace counts what is settled: no batch in flight then.
+        let pipelined =
+            self.options.byte_budget.is_none() && self.options.bytes_per_second.is_none();
+        if !pipelined {
+            self.drain().await?;
+        }
         let (fresh, over_budget) = self.within_budget(fresh)?;
         if fresh.is_empty() {
             return if over_budget {
@@ -205,6 +257,26 @@ impl<T: MailTarget> Appender<'_, T> {
                 Ok(())
             };
         }
+        let sent = self.send(fresh).await?;
+        if pipelined {
+            // The server works on this batch while the previous one settles.
+            match self.inflight.replace(sent) {
+                Some(previous) => self.finish(previous).await,
+                None => Ok(()),
+            }
+        } else {
+            self.finish(sent).await?;
+            if over_budget {
+                return Err(over_budget_error());
+            }
+            self.pace().await;
+            Ok(())
+        }
+    }
+
+    /// Records the intents of `fresh` durably, then sends it.
+    async fn send(&mut self, fresh: Vec<Ready>) -> Result<InFlight<T::Pending>, RouteError> {
+        let key = &self.plan.key;
         let uidvalidity = NonZeroU32::new(self.state.uidvalidity);
         let uidnext_before = self.state.uidnext.and_then(NonZeroU32::new);
         let intents: Vec<NewIntent<'_>> = fresh
@@ -219,14 +291,25 @@ impl<T: MailTarget> Appender<'_, T> {
             })
             .collect();
         let ids = self.ledger.call(|l| l.add_intents(&intents))?;
-        let outgoing: Vec<Outgoing<'_>> = fresh
-            .iter()
-            .map(|r| Outgoing {
-                bytes: &r.bytes,
-                seen: self.plan.mark_seen,
-            })
-            .collect();
-        let outcome = self.target.append(&key.mailbox, &outgoing).await;
+        let outgoing = outgoing(&fresh, self.plan.mark_seen);
+        let pending = self.target.start_append(&key.mailbox, &outgoing).await;
+        drop(outgoing);
+        Ok(InFlight {
+            fresh,
+            ids,
+            pending,
+        })
+    }
+
+    /// Reads the answers to a batch sent and settles it.
+    async fn finish(&mut self, sent: InFlight<T::Pending>) -> Result<(), RouteError> {
+        let InFlight {
+            fresh,
+            ids,
+            pending,
+        } = sent;
+        let outgoing = outgoing(&fresh, self.plan.mark_seen);
+        let outcome = self.target.finish_append(pending, &outgoing).await;
         self.settle(&fresh, &ids, &outcome.results)?;
         match outcome.error {
             Some(e) => Err(e),
@@ -234,21 +317,22 @@ impl<T: MailTarget> Appender<'_, T> {
                 ErrorClass::Fatal,
                 "target answered fewer appends than were sent",
             )),
-            None if over_budget => Err(over_budget_error()),
-            None => {
-                self.pace().await;
-                Ok(())
-            }
+            None => Ok(()),
+        }
+    }
+
+    /// Settles the batch in flight, if there is one.
+    async fn drain(&mut self) -> Result<(), RouteError> {
+        match self.inflight.take() {
+            Some(sent) => self.finish(sent).await,
+            None => Ok(()),
         }
     }
 
     /// The messages of `fresh` that fit in what is left of the byte budget
     /// (in order), and whether some did not. A message larger than a whole
     /// window's budget is recorded as skipped: waiting would never help.
-    fn within_budget<'r>(
-        &mut self,
-        fresh: Vec<&'r Ready>,
-    ) -> Result<(Vec<&'r Ready>, bool), RouteError> {
+    fn within_budget(&mut self, fresh: Vec<Ready>) -> Result<(Vec<Ready>, bool), RouteError> {
         let Some(budget) = self.options.byte_budget else {
             return Ok((fresh, false));
         };
@@ -278,7 +362,7 @@ impl<T: MailTarget> Appender<'_, T> {
     /// Records what the target said about each append of a batch.
     fn settle(
         &mut self,
-        fresh: &[&Ready],
+        fresh: &[Ready],
         ids: &[crate::ledger::IntentId],
         results: &[Appended],
     ) -> Result<(), RouteError> {
@@ -342,6 +426,17 @@ fn over_budget_error() -> RouteError {
     );
     e.budget = Some(crate::sync::ports::Budget::Upload);
     e
+}
+
+/// The target's view of a batch.
+fn outgoing(fresh: &[Ready], seen: bool) -> Vec<Outgoing<'_>> {
+    fresh
+        .iter()
+        .map(|r| Outgoing {
+            bytes: &r.bytes,
+            seen,
+        })
+        .collect()
 }
 
 fn batch_bytes(batch: &[Fetched]) -> u64 {

@@ -323,6 +323,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         report,
         index,
         started: std::time::Instant::now(),
+        inflight: None,
     };
     let fetch = async {
         let result = source.retrieve(&wanted, &tx).await;

@@ -143,8 +143,28 @@ pub trait MailTarget {
     /// Creates the mailbox if missing, then selects it.
     async fn open_mailbox(&mut self, mailbox: &str) -> Result<MailboxState, RouteError>;
 
-    /// Appends a batch to the selected mailbox, as fast as the server allows.
-    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome;
+    /// A batch sent by [`MailTarget::start_append`], not yet answered.
+    type Pending;
+
+    /// Sends a batch to the selected mailbox as fast as the server allows,
+    /// without waiting for the answers where the protocol lets it (the
+    /// engine then prepares and sends the next batch meanwhile). Every
+    /// started batch must be passed, with the same `batch`, to
+    /// [`MailTarget::finish_append`].
+    async fn start_append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> Self::Pending;
+
+    /// Reads what became of a batch [`MailTarget::start_append`] sent.
+    async fn finish_append(
+        &mut self,
+        pending: Self::Pending,
+        batch: &[Outgoing<'_>],
+    ) -> AppendOutcome;
+
+    /// Appends a batch and waits for the answers.
+    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
+        let pending = self.start_append(mailbox, batch).await;
+        self.finish_append(pending, batch).await
+    }
 
     /// UIDs of messages of exactly `size` octets, with UID ≥ `min_uid` when
     /// given.

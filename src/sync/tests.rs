@@ -117,6 +117,9 @@ struct Mailbox {
     late: Option<Vec<u8>>,
     /// Whether the cut append arrives late (see `late`).
     late_on_cut: bool,
+    /// Batches started and not yet finished, now and at most.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -155,8 +158,18 @@ impl MailTarget for FakeImap {
         })
     }
 
-    async fn append(&mut self, _mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
+    /// The fake answers at once; the answer waits for `finish_append`.
+    type Pending = AppendOutcome;
+
+    async fn finish_append(&mut self, pending: AppendOutcome, _: &[Outgoing<'_>]) -> AppendOutcome {
+        self.0.lock().unwrap().in_flight -= 1;
+        pending
+    }
+
+    async fn start_append(&mut self, _mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
         let mut mb = self.0.lock().unwrap();
+        mb.in_flight += 1;
+        mb.max_in_flight = mb.max_in_flight.max(mb.in_flight);
         let mut results = Vec::new();
         for m in batch {
             if let Some(left) = mb.cut_after {
@@ -397,6 +410,61 @@ async fn lost_answer_after_a_stored_append_is_found_not_appended_again() {
         );
         assert!(pop.uidls().is_empty());
     }
+}
+
+#[tokio::test]
+async fn next_batch_is_sent_before_the_last_is_settled_and_a_cut_then_loses_nothing() {
+    for (cut_after, store_on_cut) in [(None, false), (Some(6), true), (Some(6), false)] {
+        let rig = rig();
+        let mail = corpus(20);
+        let (pop, imap) = (pop_of(&mail), FakeImap::new());
+        {
+            let mut mb = imap.0.lock().unwrap();
+            mb.cut_after = cut_after;
+            mb.store_on_cut = store_on_cut;
+        }
+        let options = PassOptions {
+            late_append_grace: std::time::Duration::ZERO,
+            batch_messages: 4,
+            ..Default::default()
+        };
+        let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+        let (r, report) = pass_with(&rig, &p, &pop, &imap, &options).await;
+        let case = format!("cut_after={cut_after:?} store_on_cut={store_on_cut}");
+        {
+            let mb = imap.0.lock().unwrap();
+            assert_eq!(mb.max_in_flight, 2, "two batches in flight ({case})");
+            assert_eq!(mb.in_flight, 0, "every batch sent was finished ({case})");
+        }
+        if cut_after.is_some() {
+            assert_eq!(r.unwrap_err().class, ErrorClass::Transient, "{case}");
+            // Batch 1 (messages 0-3) was answered before the cut in batch 2.
+            assert!(report.counts.copied >= 4, "{case}: {report:?}");
+            let (r, _) = pass_with(&rig, &p, &pop, &imap, &options).await;
+            r.unwrap();
+        } else {
+            r.unwrap();
+        }
+        assert_eq!(imap.bodies(), sorted(&mail), "exactly once ({case})");
+        assert!(pop.uidls().is_empty(), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_paced_or_budgeted_pass_keeps_one_batch_in_flight() {
+    let rig = rig();
+    let mail = corpus(20);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let options = PassOptions {
+        batch_messages: 4,
+        bytes_per_second: Some(u64::MAX),
+        ..Default::default()
+    };
+    let p = plan("src", "INBOX", DeletePolicy::Never);
+    let (r, _) = pass_with(&rig, &p, &pop, &imap, &options).await;
+    r.unwrap();
+    assert_eq!(imap.0.lock().unwrap().max_in_flight, 1);
+    assert_eq!(imap.bodies(), sorted(&mail));
 }
 
 #[tokio::test]
