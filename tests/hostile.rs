@@ -184,6 +184,9 @@ enum Script {
     EndlessBodyLine,
     /// Accepts the connection and says nothing, ever.
     Silent,
+    /// Serves three small messages, but answers `RETR 2` with a 4,000-byte
+    /// status line (within the 16 KiB default, over a configured 2,048).
+    LongRetrStatus,
 }
 
 /// A POP3 server on 127.0.0.1 that plays one [`Script`]; it counts the
@@ -304,7 +307,22 @@ fn serve(
             .map(|w| w.to_ascii_uppercase())
             .collect();
         let arg = words.get(1).is_some();
+        let three = script == Script::LongRetrStatus;
+        let n = words.get(1).cloned().unwrap_or_default();
         match words.first().map(String::as_str) {
+            Some("STAT") if three => write(b"+OK 3 180\r\n")?,
+            Some("UIDL") if three && arg => write(format!("+OK {n} three-{n}\r\n").as_bytes())?,
+            Some("UIDL") if three => write(b"+OK\r\n1 three-1\r\n2 three-2\r\n3 three-3\r\n.\r\n")?,
+            Some("LIST") if three && arg => write(format!("+OK {n} 60\r\n").as_bytes())?,
+            Some("LIST") if three => write(b"+OK\r\n1 60\r\n2 60\r\n3 60\r\n.\r\n")?,
+            Some("RETR") if three => {
+                let status = match n.as_str() {
+                    "2" => format!("+OK {}\r\n", "x".repeat(4000)),
+                    _ => "+OK\r\n".to_string(),
+                };
+                write(status.as_bytes())?;
+                write(format!("Subject: three-{n}\r\n\r\nbody {n}\r\n.\r\n").as_bytes())?;
+            }
             Some("CAPA") => write(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n")?,
             Some("USER" | "PASS" | "NOOP" | "RSET") => write(b"+OK\r\n")?,
             Some("STAT") => write(b"+OK 1 100\r\n")?,
@@ -531,6 +549,70 @@ fn endless_body_line_is_bounded() {
         r.err
     );
     assert_eq!(dovecot.count(&dst, "INBOX"), 0);
+}
+
+/// A reply that breaks the protocol (here a status line over the configured
+/// `max_line_length`) ends the session, and the message it answered is
+/// blamed: after three attempts the route goes on without it, so one bad
+/// message does not stop a mailbox for ever. Issue #10.
+#[test]
+fn a_broken_reply_to_one_retr_fails_that_message_not_the_mailbox() {
+    let dovecot = dovecot::shared();
+    let dst = dovecot.user("long-retr-status-dst");
+    let fake = FakePop3::start(Script::LongRetrStatus);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = fake_config(dir.path(), fake.port, dovecot, &dst);
+    let text = std::fs::read_to_string(&config).expect("read config");
+    let text = text.replacen(
+        "timeout = \"3s\"",
+        "timeout = \"3s\"\nmax_line_length = 2048",
+        1,
+    );
+    std::fs::write(&config, text).expect("write config");
+
+    let r = run_sampled(&config);
+    eprintln!("broken RETR reply: exit {} in {:?}", r.code, r.elapsed);
+    assert_no_panic("broken RETR reply", &r.out, &r.err);
+    assert_eq!(
+        r.code, 1,
+        "a failed message makes sync exit 1\n{}\n{}",
+        r.out, r.err
+    );
+    let subjects = |dovecot: &Dovecot| {
+        let mut s: Vec<String> = dovecot
+            .messages(&dst, "INBOX")
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(subjects(dovecot), ["Subject: three-1", "Subject: three-3"]);
+    let route = status(&config);
+    assert_eq!(route["failed"], 1, "{route}");
+    let reason = route["last_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("RETR 2") && reason.contains("2048"),
+        "the reason names the message and the configured limit: {route}"
+    );
+
+    // The failure stands: the next pass copies nothing and fails nothing new.
+    let again = run_sampled(&config);
+    assert_no_panic("second pass", &again.out, &again.err);
+    assert!(
+        again.code == 0 || again.code == 1,
+        "{}\n{}",
+        again.out,
+        again.err
+    );
+    assert_eq!(subjects(dovecot), ["Subject: three-1", "Subject: three-3"]);
+    assert_eq!(status(&config)["failed"], 1);
 }
 
 #[test]

@@ -49,6 +49,7 @@ fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Accoun
         max_bytes_per_day: None,
         max_bytes_per_second: None,
         max_message_size: None,
+        max_line_length: None,
     }
 }
 
@@ -349,6 +350,7 @@ impl Fake {
             max_bytes_per_day: None,
             max_bytes_per_second: None,
             max_message_size: None,
+            max_line_length: None,
         }
     }
 

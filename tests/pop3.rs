@@ -42,6 +42,7 @@ fn account(dovecot: &Dovecot, user: &User, security: Security) -> Account {
         max_bytes_per_day: None,
         max_bytes_per_second: None,
         max_message_size: None,
+        max_line_length: None,
     }
 }
 

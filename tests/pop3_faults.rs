@@ -122,6 +122,7 @@ impl Fake {
             max_bytes_per_day: None,
             max_bytes_per_second: None,
             max_message_size: None,
+            max_line_length: None,
         }
     }
 

@@ -43,6 +43,7 @@ impl Login {
             max_bytes_per_day: None,
             max_bytes_per_second: None,
             max_message_size: None,
+            max_line_length: None,
         }
     }
 }

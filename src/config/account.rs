@@ -31,6 +31,7 @@ pub(super) struct RawAccount {
     max_bytes_per_day: Option<Spanned<u64>>,
     max_bytes_per_second: Option<Spanned<u64>>,
     max_message_size: Option<Spanned<u64>>,
+    max_line_length: Option<Spanned<u64>>,
 }
 
 pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Account, Invalid> {
@@ -132,6 +133,14 @@ pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Ac
     let max_bytes_per_second =
         at_least_one(raw.max_bytes_per_second, "max_bytes_per_second", &whose)?;
     let max_message_size = at_least_one(raw.max_message_size, "max_message_size", &whose)?;
+    let max_line_length = match raw.max_line_length {
+        Some(n) if *n.get_ref() < MIN_LINE_LENGTH => {
+            let why = format!("must be at least {MIN_LINE_LENGTH} (a server's status and response lines need room)");
+            return invalid(n.span(), format!("{}: {why}", whose("max_line_length")));
+        }
+        Some(n) => usize::try_from(n.into_inner()).ok(),
+        None => None,
+    };
     Ok(Account {
         port: raw.port.unwrap_or_else(|| kind.default_port(security)),
         name,
@@ -148,8 +157,13 @@ pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Ac
         max_bytes_per_day,
         max_bytes_per_second,
         max_message_size,
+        max_line_length,
     })
 }
+
+/// The smallest `max_line_length` accepted: RFC 5321 §4.5.3.1.6 allows a
+/// 1,000-octet line, and a server's response lines are built around that.
+const MIN_LINE_LENGTH: u64 = 1024;
 
 /// `host`, else the preset's; one of them is required.
 fn host(

@@ -225,3 +225,22 @@ async fn secrets_resolve_without_leaking() {
     let err = missing.resolve("acct").await.unwrap_err().to_string();
     assert!(err.contains("MAILFERRY_TEST_SURELY_UNSET"), "{err}");
 }
+
+#[test]
+fn max_line_length_has_a_floor_and_reaches_the_account() {
+    let err = error(&GOOD.replace(
+        "username = \"alice\"",
+        "username = \"alice\"\nmax_line_length = 512",
+    ));
+    assert!(
+        err.contains("`max_line_length`") && err.contains("\"old\"") && err.contains("1024"),
+        "{err}"
+    );
+    let ok = load(&GOOD.replace(
+        "username = \"alice\"",
+        "username = \"alice\"\nmax_line_length = 2048",
+    ))
+    .unwrap();
+    assert_eq!(ok.sources[0].max_line_length, Some(2048));
+    assert_eq!(ok.targets[0].max_line_length, None);
+}

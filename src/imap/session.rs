@@ -137,8 +137,11 @@ impl ImapSession {
     /// [`ImapSession::connect`] with explicit options.
     pub async fn connect_with(
         account: &Account,
-        options: ImapOptions,
+        mut options: ImapOptions,
     ) -> Result<ImapSession, ImapError> {
+        if let Some(limit) = account.max_line_length {
+            options.limits.max_line = limit;
+        }
         let conn = Connection::connect(&Endpoint::of(account)).await?;
         let mut session = ImapSession {
             conn,

@@ -85,6 +85,16 @@ pub enum Pop3Error {
         command: &'static str,
         detail: String,
     },
+    /// The reply to one message's RETR broke the protocol (a status line
+    /// that is not POP3, or over `max_line_length`): the session is out of
+    /// step and was poisoned, and that message is blamed, so retrying the
+    /// route gives up on it after a few attempts instead of failing for ever.
+    #[error("{host}: the reply to RETR {msgno} breaks the protocol: {detail}")]
+    BrokenReply {
+        host: String,
+        msgno: u32,
+        detail: String,
+    },
     /// An earlier error left the session in an unknown state.
     #[error("{host}: session unusable after an earlier error")]
     Poisoned { host: String },
@@ -122,7 +132,9 @@ impl Pop3Error {
             | Pop3Error::Protocol { .. } => ErrorClass::Fatal,
             // The cause was reported when it happened; a new session is the
             // cure (this is also what a cancelled operation leaves behind).
-            Pop3Error::Poisoned { .. } => ErrorClass::Transient,
+            // After a broken reply the message is blamed: a new session
+            // goes on with the rest (see `BrokenReply`).
+            Pop3Error::Poisoned { .. } | Pop3Error::BrokenReply { .. } => ErrorClass::Transient,
         }
     }
 
@@ -220,5 +232,13 @@ mod tests {
         };
         assert_eq!(protocol.class(), ErrorClass::Fatal);
         assert!(!protocol.is_per_message());
+        // A broken reply to one RETR ends the session but not the route.
+        let broken = Pop3Error::BrokenReply {
+            host: "h".into(),
+            msgno: 2,
+            detail: "x".into(),
+        };
+        assert_eq!(broken.class(), ErrorClass::Transient);
+        assert!(!broken.is_per_message());
     }
 }

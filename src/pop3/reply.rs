@@ -119,11 +119,14 @@ pub enum ReplyError {
 /// Parses one status line from the start of `input`. The line may end in
 /// CRLF or a bare LF (sloppy servers); the ending is consumed, not returned.
 pub fn status_line(input: &[u8]) -> Result<Parse<Status>, ReplyError> {
-    let Some(lf) = input.iter().take(MAX_STATUS_LINE).position(|&b| b == b'\n') else {
-        if input.len() >= MAX_STATUS_LINE {
-            return Err(ReplyError::TooLong {
-                limit: MAX_STATUS_LINE,
-            });
+    status_line_within(input, MAX_STATUS_LINE)
+}
+
+/// [`status_line`] with another length limit (`max_line_length`).
+pub fn status_line_within(input: &[u8], limit: usize) -> Result<Parse<Status>, ReplyError> {
+    let Some(lf) = input.iter().take(limit).position(|&b| b == b'\n') else {
+        if input.len() >= limit {
+            return Err(ReplyError::TooLong { limit });
         }
         return Ok(Parse::NeedMore);
     };

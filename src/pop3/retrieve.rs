@@ -111,8 +111,15 @@ impl Retrieval<'_> {
         };
         self.window_sent -= 1;
         self.window_bytes -= size;
-        let bytes = self.session.read_message("RETR", msgno).await?;
-        Ok(Retrieved { msgno, bytes })
+        match self.session.read_message("RETR", msgno).await {
+            Ok(bytes) => Ok(Retrieved { msgno, bytes }),
+            Err(Pop3Error::Protocol { host, detail, .. }) => Err(Pop3Error::BrokenReply {
+                host,
+                msgno,
+                detail,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Moves messages from the queue into the window and sends their RETRs

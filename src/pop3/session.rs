@@ -38,6 +38,8 @@ pub struct Pop3Options {
     /// Most bytes (by LIST sizes) of RETRs in flight; at least one RETR is
     /// always in flight, however large.
     pub window_bytes: u64,
+    /// Longest status line accepted (`max_line_length`).
+    pub max_line: usize,
     /// Most single-line commands (DELE, LIST n, UIDL n) sent in one write.
     /// Bounded so the server's replies fit its socket buffer while it waits
     /// for us to read: a larger batch could deadlock both sides.
@@ -52,6 +54,7 @@ impl Default for Pop3Options {
             pipelining: true,
             window_messages: 32,
             window_bytes: 8 * 1024 * 1024,
+            max_line: reply::MAX_STATUS_LINE,
             batch: 64,
         }
     }
@@ -237,7 +240,10 @@ impl Pop3Session {
         self.in_operation = false;
         if matches!(
             err,
-            Pop3Error::Net(_) | Pop3Error::Protocol { .. } | Pop3Error::Poisoned { .. }
+            Pop3Error::Net(_)
+                | Pop3Error::Protocol { .. }
+                | Pop3Error::BrokenReply { .. }
+                | Pop3Error::Poisoned { .. }
         ) {
             self.poisoned = true;
         }
@@ -271,7 +277,7 @@ impl Pop3Session {
     /// Reads one status line (RFC 1939 §3), waiting for bytes as needed.
     pub(super) async fn read_status(&mut self, verb: &'static str) -> Result<Status, Pop3Error> {
         loop {
-            match reply::status_line(self.conn.buffered()) {
+            match reply::status_line_within(self.conn.buffered(), self.options.max_line) {
                 Ok(Parse::Done(status, used)) => {
                     self.conn.consume(used);
                     if let Status::Err(refusal) = &status {

@@ -21,6 +21,9 @@ pub async fn connect_source(account: &Account) -> Result<Pop3Source, RouteError>
     if let Some(limit) = account.max_message_size {
         options.max_message_size = limit;
     }
+    if let Some(limit) = account.max_line_length {
+        options.max_line = limit;
+    }
     let session = Pop3Session::connect_with(account, options)
         .await
         .map_err(|e| source_error(account, &e))?;
@@ -100,7 +103,14 @@ impl MailSource for Pop3Source {
                 Err(e) => match per_message(&e) {
                     Some((msgno, problem)) => (msgno, Err(problem)),
                     None => {
-                        return Err(RouteError::new(e.class(), format!("source {account}: {e}")))
+                        if let Pop3Error::BrokenReply { msgno, .. } = &e {
+                            // Counted as a failed attempt of that message,
+                            // so a retried route ends up going on without it.
+                            let problem = Problem::Failed(format!("source {account}: {e}"));
+                            let reservation = tx.reserve(0).await;
+                            tx.send(reservation, *msgno, Err(problem));
+                        }
+                        return Err(RouteError::new(e.class(), format!("source {account}: {e}")));
                     }
                 },
             };
