@@ -145,8 +145,9 @@ pub struct PassReport {
 }
 
 /// Runs one pass. `connect_source` is called after the target is ready and
-/// leftover intents are resolved, so the POP3 maildrop is locked no longer
-/// than needed.
+/// leftover intents are resolved (a caller that would rather not wait for
+/// the POP3 login then, like the runner, logs in beforehand and hands the
+/// session over).
 pub async fn run_pass<S, T, C>(
     plan: &RoutePlan,
     target: &mut T,

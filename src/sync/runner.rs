@@ -13,7 +13,7 @@ use crate::sync::adapters::{connect_source, connect_target};
 use crate::sync::limits::Limits;
 use crate::sync::pass::{run_pass, PassOptions, PassReport, RoutePlan};
 use crate::sync::plan::{link_groups, plan};
-use crate::sync::ports::{MailTarget, RouteError};
+use crate::sync::ports::{MailSource, MailTarget, RouteError};
 use crate::sync::quota;
 use crate::sync::SharedLedger;
 
@@ -290,11 +290,31 @@ pub(crate) async fn attempt(
     };
     let source_account = &config.sources[route.source];
     let result = async {
-        let mut target = connect_target(&config.targets[route.target]).await?;
+        // Both logins at once: each is a TLS handshake and a login, round
+        // trips that add up on a real network. The maildrop is then locked
+        // while the target mailbox is selected and leftover intents are
+        // resolved too (normally a round trip).
+        let (target, source) = tokio::join!(
+            connect_target(&config.targets[route.target]),
+            connect_source(source_account)
+        );
+        let (mut target, source) = match (target, source) {
+            (Ok(target), Ok(source)) => (target, source),
+            (Err(e), source) => {
+                if let Ok(source) = source {
+                    source.quit().await;
+                }
+                return Err(e);
+            }
+            (Ok(target), Err(e)) => {
+                target.logout().await;
+                return Err(e);
+            }
+        };
         let result = run_pass(
             plan,
             &mut target,
-            async || connect_source(source_account).await,
+            async || Ok(source),
             ledger,
             options,
             cancel,
