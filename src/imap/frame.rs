@@ -8,10 +8,14 @@
 //! response. No I/O: [`frame_len`] looks at bytes and says "complete at n" or
 //! "need more".
 
-/// Bounds on what one response may make us buffer.
+/// Bounds on what one response may make us buffer: at most `max_line`
+/// bytes of text plus `max_literal` bytes of literals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
-    /// The longest line (between literals) accepted.
+    /// The most text one response may hold: its lines before, between and
+    /// after its literals together (line feeds not counted). Bounding each
+    /// line alone would let a response of endless `{0}` literals grow
+    /// without end.
     pub max_line: usize,
     /// The most literal octets one response may announce, in total. Bigger
     /// is an error before anything is allocated.
@@ -39,22 +43,25 @@ pub enum FrameError {
 /// The length of the first complete response in `buf`, `None` when more
 /// bytes are needed.
 pub fn frame_len(buf: &[u8], limits: FrameLimits) -> Result<Option<usize>, FrameError> {
-    let mut pos = 0;
+    let too_long = FrameError::LineTooLong {
+        limit: limits.max_line,
+    };
+    let mut pos: usize = 0;
+    let mut text_total: usize = 0;
     let mut literal_total: u64 = 0;
     loop {
-        let Some(lf) = buf[pos..].iter().position(|&b| b == b'\n') else {
-            if buf.len() - pos > limits.max_line {
-                return Err(FrameError::LineTooLong {
-                    limit: limits.max_line,
-                });
+        // The text this response may still hold; no need to look further
+        // for the line feed.
+        let budget = limits.max_line - text_total;
+        let window_end = buf.len().min(pos.saturating_add(budget).saturating_add(1));
+        let Some(lf) = buf[pos..window_end].iter().position(|&b| b == b'\n') else {
+            if buf.len() - pos > budget {
+                return Err(too_long);
             }
             return Ok(None);
         };
-        if lf > limits.max_line {
-            return Err(FrameError::LineTooLong {
-                limit: limits.max_line,
-            });
-        }
+        // `lf <= budget`: the window ends there.
+        text_total += lf;
         let line_end = pos + lf;
         let line = &buf[pos..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -170,6 +177,40 @@ mod tests {
             frame_len(&buf, LIMITS),
             Err(FrameError::LiteralTooLarge { .. })
         ));
+    }
+
+    /// Regression: each line was bounded alone, so a response that goes
+    /// on with short lines and empty literals (`{0}`) was buffered without
+    /// end, and re-walked from its start at every read.
+    #[test]
+    fn bounds_the_text_of_a_response_across_its_literals() {
+        let mut endless = b"* 1 FETCH (BODY[] {0}\r\n".to_vec();
+        while endless.len() <= 300 {
+            endless.extend_from_slice(b" BODY[] {0}\r\n");
+        }
+        assert_eq!(
+            frame_len(&endless, LIMITS),
+            Err(FrameError::LineTooLong { limit: 200 })
+        );
+        // Just within: 200 bytes of text (line feeds aside) around literals.
+        let head = b"* 1 FETCH (A {3}\r\n";
+        let mut within = head.to_vec();
+        within.extend_from_slice(b"abc");
+        within.extend(vec![b'x'; 200 - (head.len() - 1)]);
+        within.push(b'\n');
+        assert_eq!(frame_len(&within, LIMITS), Ok(Some(within.len())));
+        within.insert(within.len() - 1, b'y');
+        assert_eq!(
+            frame_len(&within, LIMITS),
+            Err(FrameError::LineTooLong { limit: 200 })
+        );
+        // The same, still arriving: refused once the text is over, not later.
+        let open = &within[..within.len() - 1];
+        assert_eq!(
+            frame_len(open, LIMITS),
+            Err(FrameError::LineTooLong { limit: 200 })
+        );
+        assert_eq!(frame_len(&open[..open.len() - 1], LIMITS), Ok(None));
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn decode_greeting(frame: &[u8]) -> Result<GreetingReply, Undecodable> {
         _ => None,
     };
     decode(frame)
-        .or_else(|| decode(&ascii_only(frame)))
+        .or_else(|| is_one_line(frame).then(|| decode(&ascii_only(frame)))?)
         .ok_or_else(|| undecodable(frame))
 }
 
@@ -111,19 +111,23 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, Undecodable> {
         return Ok(reply);
     }
     // Only status lines may be retried with 8-bit text masked: in data
-    // (a LIST name, a FETCH body) masking would change the meaning.
-    if frame.iter().any(|&b| b >= 0x80) {
-        if let Some(reply @ (Reply::Tagged { .. } | Reply::Bye(_))) =
-            decode_codec(&ascii_only(frame))
-        {
-            return Ok(reply);
-        }
-        if let Some(reply @ Reply::Untagged(Untagged::Status(_))) = decode_codec(&ascii_only(frame))
+    // (a LIST name, a FETCH body) masking would change the meaning. A
+    // status line has no literal, so a frame of several lines (which may
+    // carry a literal of hundreds of MB) is never copied to be masked.
+    if is_one_line(frame) && frame.iter().any(|&b| b >= 0x80) {
+        if let Some(
+            reply @ (Reply::Tagged { .. } | Reply::Bye(_) | Reply::Untagged(Untagged::Status(_))),
+        ) = decode_codec(&ascii_only(frame))
         {
             return Ok(reply);
         }
     }
     Err(undecodable(frame))
+}
+
+/// Whether the frame's only line feed is its last byte (no literal).
+fn is_one_line(frame: &[u8]) -> bool {
+    !frame[..frame.len().saturating_sub(1)].contains(&b'\n')
 }
 
 fn decode_codec(frame: &[u8]) -> Option<Reply> {

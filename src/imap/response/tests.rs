@@ -100,6 +100,19 @@ fn eight_bit_status_text_is_masked_not_fatal() {
     assert_eq!(s.text, "Nachricht abgelehnt: ung??ltig");
 }
 
+/// A frame with a literal is data, never a status line: it stays
+/// undecodable rather than being copied whole to be masked and retried.
+#[test]
+fn eight_bit_data_with_a_literal_is_not_masked() {
+    assert!(decode_reply(b"A5 NO ung\xfcltig {3}\r\nabc\r\n").is_err());
+    assert!(decode_reply(b"* 1 FETCH (BODY[] {3}\r\n\xe9\xe9\xe9 oops\r\n").is_err());
+    assert!(decode_greeting(b"* OK caf\xe9 {3}\r\nabc\r\n").is_err());
+    assert!(matches!(
+        decode_greeting(b"* OK caf\xe9 ready\r\n"),
+        Ok(GreetingReply::Ok(_))
+    ));
+}
+
 #[test]
 fn untagged_data() {
     let r = decode_reply(b"* LIST (\\HasNoChildren) \"/\" Archiv/&ANw-berweisungen\r\n").unwrap();
