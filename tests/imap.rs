@@ -239,6 +239,67 @@ async fn append_and_verify(mode: AppendMode, count: usize) {
     imap.logout().await.unwrap();
 }
 
+/// Regression: the sizes of a mailbox's messages were read with `UID SEARCH
+/// ALL`, whose one `* SEARCH` line passes the 64 KiB line limit at some
+/// 12,800 messages, so adopting or reconciling such a mailbox failed. Now a
+/// line per message, in windows of UIDs, and bodies in chunks by size.
+#[tokio::test]
+async fn sizes_of_a_mailbox_of_14000_messages_in_windows() {
+    within_deadline(async {
+        let dovecot = dovecot::shared();
+        let user = dovecot.user("imap-14k");
+        let raws: Vec<Vec<u8>> = (0..14_000)
+            .map(|n| format!("Subject: {n}\r\n\r\n{}\r\n", "y".repeat(n % 97)).into_bytes())
+            .collect();
+        dovecot.load(&user, "INBOX", &raws);
+        let account = dovecot_account(dovecot, &user, Security::Tls);
+        let mut imap = ImapSession::connect(&account).await.unwrap();
+        let info = imap.select("INBOX").await.unwrap();
+        assert_eq!(info.exists, 14_000);
+        match imap.uid_search(&[]).await {
+            Ok(uids) => panic!("SEARCH ALL of {} UIDs fit in one line", uids.len()),
+            Err(e) => assert!(e.to_string().contains("line"), "{e}"),
+        }
+        // Windows of 5,000 UIDs: three for this mailbox (the last `n:*`).
+        let options = ImapOptions {
+            size_window: 5_000,
+            ..ImapOptions::default()
+        };
+        let mut imap = ImapSession::connect_with(&account, options).await.unwrap();
+        let info = imap.select("INBOX").await.unwrap();
+        for uidnext in [info.uidnext, Some(3), None] {
+            let sizes = imap.uid_fetch_sizes_from(None, uidnext).await.unwrap();
+            assert_eq!(sizes.len(), 14_000, "uidnext {uidnext:?}");
+            let mut want: Vec<u32> = raws.iter().map(|r| r.len() as u32).collect();
+            let mut got: Vec<u32> = sizes.iter().map(|(_, size)| *size).collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "uidnext {uidnext:?}");
+        }
+        let top = imap.uid_fetch_sizes_from(None, info.uidnext).await.unwrap();
+        let last = top.last().unwrap().0;
+        let tail = imap
+            .uid_fetch_sizes_from(Some(last - 9), info.uidnext)
+            .await
+            .unwrap();
+        assert_eq!(tail, top[top.len() - 10..]);
+        let beyond = imap
+            .uid_fetch_sizes_from(Some(last + 1), info.uidnext)
+            .await
+            .unwrap();
+        assert!(beyond.is_empty(), "n:* past the end: {beyond:?}");
+        let sized: Vec<(u32, u64)> = top[..300].iter().map(|&(u, s)| (u, u64::from(s))).collect();
+        let bodies = imap.uid_fetch_sized(&sized).await.unwrap();
+        assert_eq!(bodies.len(), 300);
+        assert!(bodies
+            .iter()
+            .zip(&top)
+            .all(|(b, (uid, size))| b.uid == *uid && b.body.len() == *size as usize));
+        imap.logout().await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn appends_500_pipelined_and_reads_them_back_identical() {
     within_deadline(append_and_verify(AppendMode::Pipelined, 500)).await;

@@ -340,3 +340,29 @@ fn copies_another_tool_made_with_an_extra_ignored_header_are_recognised() {
     );
     assert_eq!(dovecot.count(&dst, "INBOX"), mail.len());
 }
+
+/// Regression: merging into a mailbox of more than ~12,800 messages the
+/// ledger doesn't know failed (their sizes were read with one `UID SEARCH
+/// ALL` answer, a line over the 64 KiB limit). Also `verify` of it.
+#[test]
+fn merging_into_a_large_existing_mailbox_works() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("bigsrc"), dovecot.user("bigdst"));
+    let mail = corpus("merge-into-big", 20);
+    dovecot.load(&src, "INBOX", &mail);
+    // 14,000 messages already there; two of them are copies of ours.
+    let mut there: Vec<Vec<u8>> = (0..14_000)
+        .map(|n| format!("Subject: old {n}\r\n\r\nold mail {n}\r\n").into_bytes())
+        .collect();
+    there.extend(mail.iter().take(2).map(|m| as_copied(m)));
+    dovecot.load(&dst, "INBOX", &there);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), dovecot, &route(&src, &dst));
+    let reports = sync(&config, &[], 0);
+    let copied = mail.len() as u64 - 2;
+    assert_eq!(count(&reports[0], "copied"), copied, "{reports:?}");
+    assert_eq!(count(&reports[0], "duplicates"), 2, "{reports:?}");
+    assert_eq!(dovecot.count(&dst, "INBOX"), 14_000 + mail.len());
+    let (code, out, err) = support::e2e::mailferry(&config, &["--json", "verify"]);
+    assert_eq!(code, 0, "verify\n{out}\n{err}");
+}

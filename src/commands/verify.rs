@@ -110,9 +110,8 @@ impl Check {
             .map_err(|e| format!("target {}: {e}", account.name))?;
         let fail = |e: crate::imap::ImapError| format!("target {}: {e}", account.name);
         let info = session.examine(mailbox).await.map_err(fail)?;
-        let uids = session.uid_search(&[]).await.map_err(fail)?;
         let sizes: HashMap<u32, u64> = session
-            .uid_fetch_sizes(&uids)
+            .uid_fetch_sizes_from(None, info.uidnext)
             .await
             .map_err(fail)?
             .into_iter()
@@ -166,15 +165,15 @@ impl Check {
     ) -> Result<HashSet<Hash>, crate::imap::ImapError> {
         let any_size = records.iter().any(|r| r.size.is_none());
         let wanted: HashSet<u64> = records.iter().filter_map(|r| r.size).collect();
-        let mut candidates: Vec<u32> = sizes
+        let mut candidates: Vec<(u32, u64)> = sizes
             .iter()
             .filter(|(_, size)| any_size || wanted.contains(size))
-            .map(|(uid, _)| *uid)
+            .map(|(uid, size)| (*uid, *size))
             .collect();
         candidates.sort_unstable();
         let mut found = HashSet::new();
         for chunk in candidates.chunks(100) {
-            for message in session.uid_fetch(chunk).await? {
+            for message in session.uid_fetch_sized(chunk).await? {
                 verdict.bodies_fetched += 1;
                 found.insert(dedup_key(self.rule, &message.body));
             }

@@ -37,6 +37,14 @@ pub struct FetchedMessage {
 /// UIDs per FETCH command: keeps the command line short whatever the gaps.
 const UIDS_PER_FETCH: usize = 500;
 
+/// Bytes of message bodies (by their sizes) asked for in one UID FETCH at
+/// most; a larger message goes alone. Keeps one command's answer well
+/// within the session's bound on the untagged data of one command.
+const BODY_BYTES_PER_FETCH: u64 = 16 * 1024 * 1024;
+
+/// Most bodies asked for in one UID FETCH.
+const BODIES_PER_FETCH: usize = 100;
+
 impl ImapSession {
     /// RFC 3501 §6.4.8 UID SEARCH with `keys` ANDed (none: ALL); sorted UIDs.
     pub async fn uid_search(&mut self, keys: &[SearchKey]) -> Result<Vec<u32>, ImapError> {
@@ -69,6 +77,62 @@ impl ImapSession {
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
+    }
+
+    /// UID and size of every message with UID ≥ `from` (all: `None`), in UID
+    /// order: `UID FETCH lo:hi (UID RFC822.SIZE)` over windows of UIDs up to
+    /// `uidnext` (from SELECT), then `lo:*` for what came since. One line per
+    /// message, where `UID SEARCH ALL` answers with a single line that a
+    /// mailbox of some 11,000 messages makes longer than the line limit.
+    pub async fn uid_fetch_sizes_from(
+        &mut self,
+        from: Option<u32>,
+        uidnext: Option<u32>,
+    ) -> Result<Vec<(u32, u32)>, ImapError> {
+        let mut lo = from.unwrap_or(1).max(1);
+        let mut out = Vec::new();
+        loop {
+            let hi = lo.saturating_add(self.options.size_window.max(1) - 1);
+            let last = uidnext.is_none_or(|next| hi >= next) || hi == u32::MAX;
+            let set = if last {
+                format!("{lo}:*")
+            } else {
+                format!("{lo}:{hi}")
+            };
+            let req = self
+                .command("UID")
+                .syntax("FETCH")
+                .syntax(&set)
+                .syntax("(UID RFC822.SIZE)")
+                .finish();
+            let (_, untagged) = self.run_ok("UID FETCH", &req).await?;
+            out.extend(untagged.into_iter().filter_map(|u| match u {
+                // `lo:*` matches the highest UID even when it is below `lo`.
+                Untagged::Fetch(data) => data.uid.filter(|uid| *uid >= lo).zip(data.size),
+                _ => None,
+            }));
+            if last {
+                break;
+            }
+            lo = hi + 1;
+        }
+        out.sort_unstable();
+        out.dedup_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// [`ImapSession::uid_fetch`] of messages whose sizes are known, in
+    /// commands of at most [`BODY_BYTES_PER_FETCH`] by those sizes.
+    pub async fn uid_fetch_sized(
+        &mut self,
+        messages: &[(u32, u64)],
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for chunk in chunks_by_size(messages, BODY_BYTES_PER_FETCH, BODIES_PER_FETCH) {
+            out.extend(self.uid_fetch(&chunk).await?);
+        }
+        out.sort_by_key(|m| m.uid);
+        Ok(out)
     }
 
     /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE)`: (uid, size) pairs.
@@ -148,5 +212,43 @@ impl ImapSession {
         }
         out.sort_by_key(|m| m.uid);
         Ok(out)
+    }
+}
+
+/// `messages` (uid, size) in groups of at most `count`, each at most `bytes`
+/// by size unless a single message is larger.
+fn chunks_by_size(messages: &[(u32, u64)], bytes: u64, count: usize) -> Vec<Vec<u32>> {
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    let mut total = 0;
+    for &(uid, size) in messages {
+        let full = chunks
+            .last()
+            .is_none_or(|c| c.len() >= count || total + size > bytes);
+        if full {
+            chunks.push(Vec::new());
+            total = 0;
+        }
+        total += size;
+        chunks.last_mut().expect("pushed above").push(uid);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks_by_size;
+
+    #[test]
+    fn bodies_are_fetched_in_chunks_bounded_by_bytes_and_count() {
+        let m = [(1, 10), (2, 10), (3, 25), (4, 1), (5, 1), (6, 1)];
+        assert_eq!(
+            chunks_by_size(&m, 20, 100),
+            [vec![1, 2], vec![3], vec![4, 5, 6]]
+        );
+        assert_eq!(
+            chunks_by_size(&m, 1000, 2),
+            [vec![1, 2], vec![3, 4], vec![5, 6]]
+        );
+        assert!(chunks_by_size(&[], 20, 2).is_empty());
     }
 }

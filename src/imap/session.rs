@@ -43,6 +43,9 @@ pub struct ImapOptions {
     pub multiappend_messages: usize,
     /// Most bytes in one MULTIAPPEND (it is one write).
     pub multiappend_bytes: usize,
+    /// UIDs per window of [`ImapSession::uid_fetch_sizes_from`]: one
+    /// command's answer stays within what the session keeps for a command.
+    pub size_window: u32,
 }
 
 impl Default for ImapOptions {
@@ -53,6 +56,7 @@ impl Default for ImapOptions {
             append_window: 64,
             multiappend_messages: 100,
             multiappend_bytes: 16 * 1024 * 1024,
+            size_window: 50_000,
         }
     }
 }
@@ -111,6 +115,13 @@ pub struct ImapSession {
     done: HashMap<String, ServerStatus>,
     /// Untagged data since the last [`ImapSession::run`].
     untagged: Vec<Untagged>,
+    /// Whether a [`ImapSession::run`] wants the untagged data: outside one
+    /// (an APPEND's EXISTS, a server's chatter) it is dropped unread.
+    collecting: bool,
+    /// Bytes of untagged responses since the last tagged reply or run.
+    untagged_bytes: usize,
+    /// Size of the last response read.
+    last_frame: usize,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -123,9 +134,17 @@ impl std::fmt::Debug for ImapSession {
     }
 }
 
-/// Untagged responses kept per command at most; beyond that they are
-/// dropped (a long pipelined APPEND run produces one EXISTS per message).
+/// Untagged responses kept for one command at most (a window of
+/// `uid_fetch_sizes_from` is 50,000 messages); a server that sends more is
+/// cut off rather than let fill memory, and nothing is silently dropped.
 const MAX_UNTAGGED: usize = 100_000;
+
+/// Memory that untagged responses may take between two tagged replies at
+/// most (as kept: a `* SEARCH 1 1 1` line takes twice its size as UIDs),
+/// counting only from the second response: one message's FETCH may be
+/// larger on its own (the frame's literal limit bounds it). Bodies are
+/// fetched in commands of at most 16 MiB, so a real answer stays below.
+const MAX_UNTAGGED_BYTES: usize = 24 * 1024 * 1024;
 
 impl ImapSession {
     /// Connects, reads the greeting, upgrades with STARTTLS when the account
@@ -155,6 +174,9 @@ impl ImapSession {
             pending: HashSet::new(),
             done: HashMap::new(),
             untagged: Vec::new(),
+            collecting: false,
+            untagged_bytes: 0,
+            last_frame: 0,
         };
         let preauth = session.greeting().await?;
         if account.security == Security::Starttls {
@@ -319,12 +341,15 @@ impl ImapSession {
         &mut self,
         req: &Request,
     ) -> Result<(ServerStatus, Vec<Untagged>), ImapError> {
-        self.untagged.clear();
-        let status = match self.send(req).await? {
-            true => self.wait_tag(&req.tag).await?,
-            false => self.take_done(&req.tag)?,
+        self.clear_untagged();
+        self.collecting = true;
+        let status = match self.send(req).await {
+            Ok(true) => self.wait_tag(&req.tag).await,
+            Ok(false) => self.take_done(&req.tag),
+            Err(e) => Err(e),
         };
-        Ok((status, std::mem::take(&mut self.untagged)))
+        self.collecting = false;
+        Ok((status?, std::mem::take(&mut self.untagged)))
     }
 
     /// [`ImapSession::run`], with a NO or BAD as [`ImapError::Command`].
@@ -421,12 +446,13 @@ impl ImapSession {
                 }
                 tracing::debug!(host = self.host(), %tag, %status, "imap <");
                 self.done.insert(tag, status);
+                self.untagged_bytes = 0;
             }
             Reply::Untagged(Untagged::Status(status)) if status.kind != StatusKind::Ok => {
                 tracing::warn!(host = self.host(), %status, "imap server warning");
-                self.keep_untagged(Untagged::Status(status));
+                self.keep_untagged(Untagged::Status(status))?;
             }
-            Reply::Untagged(untagged) => self.keep_untagged(untagged),
+            Reply::Untagged(untagged) => self.keep_untagged(untagged)?,
             Reply::Bye(status) => {
                 self.broken = true;
                 return Err(self.bye(status));
@@ -438,20 +464,42 @@ impl ImapSession {
         Ok(())
     }
 
-    fn keep_untagged(&mut self, untagged: Untagged) {
-        if self.untagged.len() < MAX_UNTAGGED {
+    /// Keeps untagged data for the [`ImapSession::run`] that waits for it;
+    /// past [`MAX_UNTAGGED`] responses or [`MAX_UNTAGGED_BYTES`] the server
+    /// is not answering a command but flooding, and the session ends.
+    fn keep_untagged(&mut self, untagged: Untagged) -> Result<(), ImapError> {
+        let first = self.untagged_bytes == 0;
+        let heap = match &untagged {
+            Untagged::Search(uids) => uids.len() * std::mem::size_of::<u32>(),
+            _ => 0,
+        };
+        let kept = std::mem::size_of::<Untagged>() + heap.max(self.last_frame);
+        self.untagged_bytes = self.untagged_bytes.saturating_add(kept);
+        if (self.untagged_bytes > MAX_UNTAGGED_BYTES && !first)
+            || self.untagged.len() >= MAX_UNTAGGED
+        {
+            return Err(self.protocol(&format!(
+                "more than {} untagged responses or {} MiB of them without a tagged reply",
+                MAX_UNTAGGED,
+                MAX_UNTAGGED_BYTES >> 20
+            )));
+        }
+        if self.collecting {
             self.untagged.push(untagged);
         }
+        Ok(())
     }
 
     /// Drops untagged data kept so far (between commands of a long run).
     pub(super) fn clear_untagged(&mut self) {
         self.untagged.clear();
+        self.untagged_bytes = 0;
     }
 
     /// Reads and decodes one response; any failure closes the session.
     pub(super) async fn read_reply(&mut self) -> Result<Reply, ImapError> {
         let frame = self.read_frame().await?;
+        self.last_frame = frame.len();
         decode_reply(&frame)
             .map_err(|u| self.protocol(&format!("undecodable response: {}", u.excerpt)))
     }

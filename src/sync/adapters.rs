@@ -165,6 +165,7 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
     Ok(ImapTarget {
         session,
         account: account.name.clone(),
+        uidnext: None,
     })
 }
 
@@ -172,6 +173,8 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
 pub struct ImapTarget {
     session: ImapSession,
     account: String,
+    /// UIDNEXT of the selected mailbox when it was selected.
+    uidnext: Option<u32>,
 }
 
 impl ImapTarget {
@@ -196,6 +199,7 @@ impl MailTarget for ImapTarget {
             .select(mailbox)
             .await
             .map_err(|e| self.error(&e))?;
+        self.uidnext = info.uidnext;
         Ok(MailboxState {
             uidvalidity: info.uidvalidity,
             uidnext: info.uidnext,
@@ -262,25 +266,19 @@ impl MailTarget for ImapTarget {
             .map_err(|e| self.error(&e))
     }
 
-    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+    async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
         let messages = self
             .session
-            .uid_fetch(uids)
+            .uid_fetch_sized(messages)
             .await
             .map_err(|e| self.error(&e))?;
         Ok(messages.into_iter().map(|m| (m.uid, m.body)).collect())
     }
 
     async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError> {
-        let keys: Vec<SearchKey> = from_uid.map(SearchKey::UidFrom).into_iter().collect();
-        let uids = self
-            .session
-            .uid_search(&keys)
-            .await
-            .map_err(|e| self.error(&e))?;
         let sizes = self
             .session
-            .uid_fetch_sizes(&uids)
+            .uid_fetch_sizes_from(from_uid, self.uidnext)
             .await
             .map_err(|e| self.error(&e))?;
         Ok(sizes

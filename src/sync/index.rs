@@ -33,6 +33,8 @@ pub struct TargetIndex {
     /// By size, those without a Message-ID: a copy of a message without one
     /// is looked for among these, up to [`HEADER_SLACK`] bytes larger.
     without_id: BTreeMap<u64, Vec<u32>>,
+    /// The size of each message indexed.
+    size_of: HashMap<u32, u64>,
     /// UIDs whose bodies were fetched and hashed already.
     hashed: HashSet<u32>,
     /// Identities verified on the mailbox during this pass.
@@ -49,6 +51,7 @@ impl TargetIndex {
             unhashed: HashMap::new(),
             by_message_id: HashMap::new(),
             without_id: BTreeMap::new(),
+            size_of: HashMap::new(),
             hashed: HashSet::new(),
             verified: HashSet::new(),
             indexed: 0,
@@ -144,6 +147,7 @@ impl TargetIndex {
             unhashed,
             by_message_id,
             without_id,
+            size_of,
             hashed: HashSet::new(),
             verified: HashSet::new(),
             indexed: uids.len() as u64,
@@ -207,7 +211,11 @@ impl TargetIndex {
         uids.retain(|uid| self.hashed.insert(*uid));
         if !uids.is_empty() {
             let mut found = Vec::new();
-            for chunk in uids.chunks(64) {
+            let sized: Vec<(u32, u64)> = uids
+                .iter()
+                .map(|uid| (*uid, self.size_of.get(uid).copied().unwrap_or(0)))
+                .collect();
+            for chunk in sized.chunks(64) {
                 for (uid, bytes) in target.fetch(chunk).await? {
                     report.target_bodies_fetched += 1;
                     report.target_bytes_fetched += bytes.len() as u64;

@@ -82,7 +82,8 @@ async fn find<T: MailTarget>(
     };
     let candidates = target.search_size(intent.size, min_uid).await?;
     for chunk in candidates.chunks(16) {
-        for (uid, bytes) in target.fetch(chunk).await? {
+        let chunk: Vec<(u32, u64)> = chunk.iter().map(|&uid| (uid, intent.size)).collect();
+        for (uid, bytes) in target.fetch(&chunk).await? {
             if dedup_key(plan.identity, &bytes) == intent.hash {
                 return Ok(NonZeroU32::new(uid));
             }

@@ -174,8 +174,9 @@ pub trait MailTarget {
         min_uid: Option<u32>,
     ) -> Result<Vec<u32>, RouteError>;
 
-    /// The full bytes of these messages.
-    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError>;
+    /// The full bytes of these messages, given as (UID, size the server
+    /// reported), so a large batch can be split by bytes.
+    async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError>;
 
     /// UID and size of every message in the selected mailbox (with UID ≥
     /// `from_uid` when given).

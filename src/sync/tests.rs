@@ -226,7 +226,8 @@ impl MailTarget for FakeImap {
             .collect())
     }
 
-    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+    async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+        let uids: Vec<u32> = messages.iter().map(|(uid, _)| *uid).collect();
         let mb = self.0.lock().unwrap();
         Ok(mb
             .messages
