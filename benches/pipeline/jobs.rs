@@ -70,6 +70,15 @@ pub enum Job {
     },
     /// Connect, log in, UIDL, QUIT: the floor of a no-op re-poll.
     Uidl { pop: Login },
+    /// `PopRetr` and `ImapAppend` at the same time, both timed from one
+    /// start to the later end: what the two servers manage together on this
+    /// machine, the ceiling of any copier that uses both.
+    Both {
+        pop: Login,
+        imap: Login,
+        corpus: Corpus,
+        messages: usize,
+    },
 }
 
 /// What a child prints.
@@ -100,27 +109,21 @@ pub fn run(job: &Job) -> Result<JobResult, String> {
                 messages,
             } => naive(pop, imap, *messages).await,
             Job::Uidl { pop } => uidl(pop).await,
+            Job::Both {
+                pop,
+                imap,
+                corpus,
+                messages,
+            } => both(pop, imap, corpus, *messages).await,
         }
     })
 }
 
 async fn pop_retr(login: &Login, messages: u32) -> Result<JobResult, String> {
-    let mut pop = Pop3Session::connect(&login.account())
-        .await
-        .map_err(|e| format!("pop3 connect: {e}"))?;
-    if !pop.pipelining() {
-        return Err("the server does not offer PIPELINING".into());
-    }
+    let mut pop = pop_connect(login).await?;
     let started = Instant::now();
-    let mut stream = pop.retrieve((1..=messages).collect());
-    let (mut count, mut bytes) = (0u64, 0u64);
-    while let Some(got) = stream.next().await {
-        let got = got.map_err(|e| format!("RETR: {e}"))?;
-        bytes += got.bytes.len() as u64;
-        count += 1;
-    }
+    let (count, bytes) = retr_all(&mut pop, messages).await?;
     let secs = started.elapsed().as_secs_f64();
-    drop(stream);
     pop.quit().await.map_err(|e| format!("QUIT: {e}"))?;
     Ok(JobResult {
         messages: count,
@@ -129,8 +132,60 @@ async fn pop_retr(login: &Login, messages: u32) -> Result<JobResult, String> {
     })
 }
 
+async fn pop_connect(login: &Login) -> Result<Pop3Session, String> {
+    let pop = Pop3Session::connect(&login.account())
+        .await
+        .map_err(|e| format!("pop3 connect: {e}"))?;
+    if !pop.pipelining() {
+        return Err("the server does not offer PIPELINING".into());
+    }
+    Ok(pop)
+}
+
+/// Every message by pipelined RETR, discarded: (messages, bytes).
+async fn retr_all(pop: &mut Pop3Session, messages: u32) -> Result<(u64, u64), String> {
+    let mut stream = pop.retrieve((1..=messages).collect());
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while let Some(got) = stream.next().await {
+        let got = got.map_err(|e| format!("RETR: {e}"))?;
+        bytes += got.bytes.len() as u64;
+        count += 1;
+    }
+    Ok((count, bytes))
+}
+
 async fn imap_append(login: &Login, corpus: &Corpus, n: usize) -> Result<JobResult, String> {
     let raws = corpus.messages(n);
+    let mut imap = imap_connect(login).await?;
+    let started = Instant::now();
+    append_all(&mut imap, &raws).await?;
+    let secs = started.elapsed().as_secs_f64();
+    imap.logout().await.map_err(|e| format!("LOGOUT: {e}"))?;
+    Ok(JobResult {
+        messages: raws.len() as u64,
+        bytes: raws.iter().map(|m| m.len() as u64).sum(),
+        secs,
+    })
+}
+
+async fn imap_connect(login: &Login) -> Result<ImapSession, String> {
+    let options = ImapOptions {
+        append_mode: AppendMode::MultiAppend,
+        ..ImapOptions::default()
+    };
+    let imap = ImapSession::connect_with(&login.account(), options)
+        .await
+        .map_err(|e| format!("imap connect: {e}"))?;
+    let caps = imap.capabilities();
+    if !(caps.has("MULTIAPPEND") && caps.has("LITERAL+")) {
+        return Err("the server does not offer MULTIAPPEND and LITERAL+".into());
+    }
+    Ok(imap)
+}
+
+/// `raws` by MULTIAPPEND + LITERAL+, every command sent before the answers
+/// are read.
+async fn append_all(imap: &mut ImapSession, raws: &[Vec<u8>]) -> Result<(), String> {
     let msgs: Vec<AppendMessage<'_>> = raws
         .iter()
         .map(|bytes| AppendMessage {
@@ -139,27 +194,31 @@ async fn imap_append(login: &Login, corpus: &Corpus, n: usize) -> Result<JobResu
             internal_date: None,
         })
         .collect();
-    let options = ImapOptions {
-        append_mode: AppendMode::MultiAppend,
-        ..ImapOptions::default()
-    };
-    let mut imap = ImapSession::connect_with(&login.account(), options)
-        .await
-        .map_err(|e| format!("imap connect: {e}"))?;
-    let caps = imap.capabilities();
-    if !(caps.has("MULTIAPPEND") && caps.has("LITERAL+")) {
-        return Err("the server does not offer MULTIAPPEND and LITERAL+".into());
+    match imap.append_batch("INBOX", &msgs).await.error {
+        Some(e) => Err(format!("APPEND: {e}")),
+        None => Ok(()),
     }
+}
+
+async fn both(pop: &Login, imap: &Login, corpus: &Corpus, n: usize) -> Result<JobResult, String> {
+    let raws = corpus.messages(n);
+    let (mut source, mut target) = (pop_connect(pop).await?, imap_connect(imap).await?);
     let started = Instant::now();
-    let result = imap.append_batch("INBOX", &msgs).await;
+    let (fetched, appended) = tokio::join!(
+        retr_all(&mut source, n as u32),
+        append_all(&mut target, &raws)
+    );
     let secs = started.elapsed().as_secs_f64();
-    if let Some(e) = result.error {
-        return Err(format!("APPEND: {e}"));
+    let (count, bytes) = fetched?;
+    appended?;
+    if count != n as u64 {
+        return Err(format!("RETR gave {count} messages of {n}"));
     }
-    imap.logout().await.map_err(|e| format!("LOGOUT: {e}"))?;
+    source.quit().await.map_err(|e| format!("QUIT: {e}"))?;
+    target.logout().await.map_err(|e| format!("LOGOUT: {e}"))?;
     Ok(JobResult {
-        messages: msgs.len() as u64,
-        bytes: raws.iter().map(|m| m.len() as u64).sum(),
+        messages: count,
+        bytes,
         secs,
     })
 }

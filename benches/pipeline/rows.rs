@@ -76,13 +76,14 @@ pub fn run_all(args: &Args) -> Report {
     );
     // The short rows run ROUNDS times, interleaved, so that a burst of
     // other work on the machine does not decide a ratio alone.
-    let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); 4];
+    let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); 5];
     for round in 1..=ROUNDS {
         bench.progress(&format!("round {round} of {ROUNDS}"));
         rounds[0].push(bench.raw_pop3(&src, n, loaded.bytes));
         rounds[1].push(bench.raw_imap(corpus, n, loaded.bytes));
-        rounds[2].push(bench.mailferry(&src, n, loaded.bytes));
-        rounds[3].push(bench.naive(&src, n, loaded.bytes));
+        rounds[2].push(bench.raw_both(&src, corpus, n, loaded.bytes));
+        rounds[3].push(bench.mailferry(&src, n, loaded.bytes));
+        rounds[4].push(bench.naive(&src, n, loaded.bytes));
     }
     let mut rows: Vec<Row> = rounds.into_iter().map(median_row).collect();
     rows.extend(bench.chain(&src, n, loaded.bytes));
@@ -270,6 +271,35 @@ impl Bench {
             })
         });
         measured.unwrap_or_else(|e| Row::failed("raw-imap", LABEL, e))
+    }
+
+    fn raw_both(&self, src: &User, corpus: Corpus, n: usize, bytes: u64) -> Row {
+        const LABEL: &str = "1c raw 1a and 1b at once";
+        self.progress(LABEL);
+        let dst = self.dovecot.user("raw-both");
+        let job = Job::Both {
+            pop: self.pop(src),
+            imap: self.imap(&dst),
+            corpus,
+            messages: n,
+        };
+        let measured = self.child(&job).and_then(|(got, run)| {
+            self.expect_count(&dst, n, "raw both")?;
+            if got.bytes != bytes {
+                return Err(format!("RETR gave {} bytes, loaded {bytes}", got.bytes));
+            }
+            Ok(Row {
+                key: "raw-both",
+                label: LABEL.into(),
+                messages: got.messages,
+                bytes,
+                secs: got.secs,
+                peak_rss_kib: Some(run.rss_kib),
+                note: "both from one start to the later end: the servers' ceiling together on these cores".into(),
+                error: None,
+            })
+        });
+        measured.unwrap_or_else(|e| Row::failed("raw-both", LABEL, e))
     }
 
     fn mailferry(&self, src: &User, n: usize, bytes: u64) -> Row {
