@@ -736,6 +736,57 @@ async fn refused_message_is_reported_and_the_others_go_through() {
     .await;
 }
 
+/// Regression: a batch's MULTIAPPEND commands all go out before the answers
+/// are read, so when the first is refused for one message's sake and its
+/// one-by-one retry stops at a refusal that concerns the mailbox, the
+/// second command is already stored. Its outcomes must say so (they were
+/// cut off as "not sent", and their copies were appended again later).
+#[tokio::test]
+async fn a_later_multiappend_stays_answered_when_an_earlier_ones_retry_stops() {
+    within_deadline(async {
+        let fake = Fake::start(
+            GREETING,
+            false,
+            after_login("LITERAL+ UIDPLUS MULTIAPPEND", |tag, text| {
+                let multi = text.matches("+}").count() > 1;
+                let reply = match (multi, text.contains("Subject: 0\r\n")) {
+                    (true, true) => format!("{tag} NO Message 1 has a bad header\r\n"),
+                    (true, false) => format!("{tag} OK [APPENDUID 77 30:31] done\r\n"),
+                    (false, _) => format!("{tag} NO [OVERQUOTA] Mailbox is full\r\n"),
+                };
+                vec![send(&reply)]
+            }),
+        )
+        .await;
+        let options = ImapOptions {
+            append_mode: AppendMode::MultiAppend,
+            multiappend_messages: 2,
+            // The retry sends one at a time, so it stops before message 1.
+            append_window: 1,
+            ..ImapOptions::default()
+        };
+        let mut imap = ImapSession::connect_with(&fake.account(), options)
+            .await
+            .unwrap();
+        let raws = raws(4);
+        let result = imap.append_batch("INBOX", &msgs(&raws)).await;
+        assert!(result.error.is_none(), "{:?}", result.error);
+        let AppendOutcome::Refused(refusal) = &result.outcomes[0] else {
+            panic!("{:?}", result.outcomes)
+        };
+        assert_ne!(refusal.class(), ErrorClass::Message, "{refusal:?}");
+        assert_eq!(result.outcomes[1], AppendOutcome::NotSent);
+        assert_eq!(
+            result.outcomes[2..],
+            [
+                AppendOutcome::Appended { uid: Some(30) },
+                AppendOutcome::Appended { uid: Some(31) }
+            ]
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn over_appendlimit_is_refused_locally() {
     within_deadline(async {

@@ -215,32 +215,43 @@ impl ImapSession {
         batch: &mut Batch,
     ) -> Result<(), ImapError> {
         for (k, (tag, chunk)) in sent.iter().enumerate() {
-            let status = match self.wait_tag(tag).await {
-                Ok(status) => status,
-                Err(e) => {
-                    for (tag, chunk) in &sent[k + 1..] {
-                        if let Some(status) = self.done_if_read(tag) {
-                            batch.record_chunk(chunk, status);
-                        }
+            if let Err(e) = self.read_one_sent(wire, msgs, tag, chunk, batch).await {
+                // The later commands were sent too: answers already read
+                // still say what became of them.
+                for (tag, chunk) in &sent[k + 1..] {
+                    if let Some(status) = self.done_if_read(tag) {
+                        batch.record_chunk(chunk, status);
                     }
-                    return Err(e);
                 }
-            };
-            if status.kind != StatusKind::Ok
-                && chunk.len() > 1
-                && Refusal::from_status(status.clone()).class() == ErrorClass::Message
-            {
-                tracing::info!(host = self.host(), %status.text, "MULTIAPPEND refused; retrying its messages one by one");
-                for &i in chunk {
-                    batch.outcomes[i] = AppendOutcome::NotSent;
-                }
-                let window = self.options.append_window.max(1);
-                self.append_pipelined(wire, msgs, chunk, window, batch)
-                    .await?;
-                continue;
+                return Err(e);
             }
-            batch.record_chunk(chunk, status);
         }
+        Ok(())
+    }
+
+    async fn read_one_sent(
+        &mut self,
+        wire: &str,
+        msgs: &[AppendMessage<'_>],
+        tag: &str,
+        chunk: &[usize],
+        batch: &mut Batch,
+    ) -> Result<(), ImapError> {
+        let status = self.wait_tag(tag).await?;
+        if status.kind != StatusKind::Ok
+            && chunk.len() > 1
+            && Refusal::from_status(status.clone()).class() == ErrorClass::Message
+        {
+            tracing::info!(host = self.host(), %status.text, "MULTIAPPEND refused; retrying its messages one by one");
+            for &i in chunk {
+                batch.outcomes[i] = AppendOutcome::NotSent;
+            }
+            let window = self.options.append_window.max(1);
+            return self
+                .append_pipelined(wire, msgs, chunk, window, batch)
+                .await;
+        }
+        batch.record_chunk(chunk, status);
         Ok(())
     }
 

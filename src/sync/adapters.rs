@@ -238,8 +238,9 @@ impl MailTarget for ImapTarget {
                     reason: format!("target {}: {}", self.account, refusal.text),
                 },
                 imap::AppendOutcome::Unknown => Appended::Unknown,
-                // Never sent: the engine drops the intents of the tail.
-                imap::AppendOutcome::NotSent => break,
+                // Not necessarily a tail: later commands of the batch may
+                // have been answered (see `Appended::NotSent`).
+                imap::AppendOutcome::NotSent => Appended::NotSent,
             });
         }
         AppendOutcome {

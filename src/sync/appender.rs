@@ -396,6 +396,7 @@ impl<T: MailTarget> Appender<'_, T> {
                 }
                 // Stays an intent: resolved against the mailbox next time.
                 Appended::Unknown => {}
+                Appended::NotSent => to_drop.push(*id),
             }
         }
         // Never sent, so certainly not stored: no intent to resolve later.

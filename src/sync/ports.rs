@@ -125,6 +125,10 @@ pub enum Appended {
     Skipped { reason: String },
     /// No answer arrived: it may or may not be stored.
     Unknown,
+    /// Never sent (the batch stopped before it): certainly not stored. May
+    /// sit between answered messages: a refused MULTIAPPEND is retried one
+    /// by one after the batch's later commands were already sent.
+    NotSent,
 }
 
 /// The result of appending a batch: one entry per message, in order, and the

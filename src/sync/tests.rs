@@ -117,6 +117,10 @@ struct Mailbox {
     late: Option<Vec<u8>>,
     /// Whether the cut append arrives late (see `late`).
     late_on_cut: bool,
+    /// Messages containing this text are answered "never sent" while the
+    /// rest of the batch is stored (a refused MULTIAPPEND's one-by-one
+    /// retry stopped after the batch's later commands were stored).
+    not_sent: Option<&'static str>,
     /// Batches started and not yet finished, now and at most.
     in_flight: usize,
     max_in_flight: usize,
@@ -190,6 +194,13 @@ impl MailTarget for FakeImap {
                     };
                 }
                 mb.cut_after = Some(left - 1);
+            }
+            if mb
+                .not_sent
+                .is_some_and(|t| m.bytes.windows(t.len()).any(|w| w == t.as_bytes()))
+            {
+                results.push(Appended::NotSent);
+                continue;
             }
             if mb
                 .refuse
@@ -449,6 +460,24 @@ async fn next_batch_is_sent_before_the_last_is_settled_and_a_cut_then_loses_noth
         assert_eq!(imap.bodies(), sorted(&mail), "exactly once ({case})");
         assert!(pop.uidls().is_empty(), "{case}");
     }
+}
+
+#[tokio::test]
+async fn a_message_not_sent_amid_stored_ones_is_sent_later_and_the_rest_not_again() {
+    let rig = rig();
+    let mail = corpus(10);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    imap.0.lock().unwrap().not_sent = Some("message 3\r\n");
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 9, "{report:?}");
+    assert_eq!(pop.uidls(), ["uidl-3"], "only the stored ones deleted");
+    imap.0.lock().unwrap().not_sent = None;
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 1, "{report:?}");
+    assert_eq!(imap.bodies(), sorted(&mail), "exactly once");
 }
 
 #[tokio::test]
