@@ -242,8 +242,9 @@ pub struct Account {
     /// On a source: messages larger than this are skipped (recorded with the
     /// reason) instead of downloaded; the default is the POP3 client's.
     pub max_message_size: Option<u64>,
-    /// Longest protocol line accepted from the server (status and response
-    /// lines, not message bodies); the default is [`crate::net::DEFAULT_MAX_LINE`].
+    /// Longest protocol text accepted from the server, not message bodies: a
+    /// POP3 status line (default 16 KiB), an IMAP response's text outside
+    /// its literals (default 64 KiB).
     pub max_line_length: Option<usize>,
 }
 

@@ -111,7 +111,7 @@ impl Check {
         let fail = |e: crate::imap::ImapError| format!("target {}: {e}", account.name);
         let info = session.examine(mailbox).await.map_err(fail)?;
         let sizes: HashMap<u32, u64> = session
-            .uid_fetch_sizes_from(None, info.uidnext)
+            .uid_fetch_sizes_from(None, info.exists)
             .await
             .map_err(fail)?
             .into_iter()

@@ -138,7 +138,7 @@ pub(super) fn account_one(raw: RawAccount, kind: Kind, base: &Path) -> Result<Ac
             let why = format!("must be at least {MIN_LINE_LENGTH} (a server's status and response lines need room)");
             return invalid(n.span(), format!("{}: {why}", whose("max_line_length")));
         }
-        Some(n) => usize::try_from(n.into_inner()).ok(),
+        Some(n) => Some(usize::try_from(n.into_inner()).unwrap_or(usize::MAX)),
         None => None,
     };
     Ok(Account {

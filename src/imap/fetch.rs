@@ -79,42 +79,45 @@ impl ImapSession {
         Ok(uids)
     }
 
-    /// UID and size of every message with UID ≥ `from` (all: `None`), in UID
-    /// order: `UID FETCH lo:hi (UID RFC822.SIZE)` over windows of UIDs up to
-    /// `uidnext` (from SELECT), then `lo:*` for what came since. One line per
-    /// message, where `UID SEARCH ALL` answers with a single line that a
-    /// mailbox of some 11,000 messages makes longer than the line limit.
+    /// UID and size of every message with UID ≥ `from` (all: `None`) among
+    /// the first `exists` of the selected mailbox (as SELECT counted them),
+    /// in UID order: `FETCH lo:hi (UID RFC822.SIZE)` over windows of message
+    /// numbers from the last backwards, growing from 256 up to `size_window`,
+    /// until one reaches a UID below `from`. Message numbers are dense, so
+    /// the cost follows the messages wanted, not gaps between UIDs, and no
+    /// answer is longer than a window. (`UID SEARCH ALL` answers in one line,
+    /// which some 12,800 messages make longer than the line limit.)
     pub async fn uid_fetch_sizes_from(
         &mut self,
         from: Option<u32>,
-        uidnext: Option<u32>,
+        exists: u32,
     ) -> Result<Vec<(u32, u32)>, ImapError> {
-        let mut lo = from.unwrap_or(1).max(1);
+        let from = from.unwrap_or(1);
+        let max_window = self.options.size_window.max(1);
+        let (mut hi, mut window) = (exists, 256.min(max_window));
         let mut out = Vec::new();
-        loop {
-            let hi = lo.saturating_add(self.options.size_window.max(1) - 1);
-            let last = uidnext.is_none_or(|next| hi >= next) || hi == u32::MAX;
-            let set = if last {
-                format!("{lo}:*")
-            } else {
-                format!("{lo}:{hi}")
-            };
+        while hi >= 1 {
+            let lo = hi.saturating_sub(window - 1).max(1);
             let req = self
-                .command("UID")
-                .syntax("FETCH")
-                .syntax(&set)
+                .command("FETCH")
+                .syntax(&format!("{lo}:{hi}"))
                 .syntax("(UID RFC822.SIZE)")
                 .finish();
-            let (_, untagged) = self.run_ok("UID FETCH", &req).await?;
-            out.extend(untagged.into_iter().filter_map(|u| match u {
-                // `lo:*` matches the highest UID even when it is below `lo`.
-                Untagged::Fetch(data) => data.uid.filter(|uid| *uid >= lo).zip(data.size),
-                _ => None,
-            }));
-            if last {
+            let (_, untagged) = self.run_ok("FETCH", &req).await?;
+            let mut below = false;
+            for u in untagged {
+                let Untagged::Fetch(data) = u else { continue };
+                match (data.uid, data.size) {
+                    (Some(uid), Some(size)) if uid >= from => out.push((uid, size)),
+                    (Some(_), _) => below = true,
+                    _ => {}
+                }
+            }
+            if below || lo == 1 {
                 break;
             }
-            lo = hi + 1;
+            hi = lo - 1;
+            window = window.saturating_mul(8).min(max_window);
         }
         out.sort_unstable();
         out.dedup_by_key(|(uid, _)| *uid);

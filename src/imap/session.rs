@@ -43,8 +43,8 @@ pub struct ImapOptions {
     pub multiappend_messages: usize,
     /// Most bytes in one MULTIAPPEND (it is one write).
     pub multiappend_bytes: usize,
-    /// UIDs per window of [`ImapSession::uid_fetch_sizes_from`]: one
-    /// command's answer stays within what the session keeps for a command.
+    /// Messages per window of [`ImapSession::uid_fetch_sizes_from`] at
+    /// most: one command's answer stays within what the session keeps.
     pub size_window: u32,
 }
 
@@ -118,8 +118,10 @@ pub struct ImapSession {
     /// Whether a [`ImapSession::run`] wants the untagged data: outside one
     /// (an APPEND's EXISTS, a server's chatter) it is dropped unread.
     collecting: bool,
-    /// Bytes of untagged responses since the last tagged reply or run.
+    /// Bytes of untagged responses since the last tagged reply or run, and
+    /// the largest of them.
     untagged_bytes: usize,
+    untagged_largest: usize,
     /// Size of the last response read.
     last_frame: usize,
 }
@@ -141,9 +143,9 @@ const MAX_UNTAGGED: usize = 100_000;
 
 /// Memory that untagged responses may take between two tagged replies at
 /// most (as kept: a `* SEARCH 1 1 1` line takes twice its size as UIDs),
-/// counting only from the second response: one message's FETCH may be
-/// larger on its own (the frame's literal limit bounds it). Bodies are
-/// fetched in commands of at most 16 MiB, so a real answer stays below.
+/// besides the largest one: one message's FETCH may be larger on its own
+/// (the frame's literal limit bounds it). Bodies are fetched in commands of
+/// at most 16 MiB, so a real answer stays below.
 const MAX_UNTAGGED_BYTES: usize = 24 * 1024 * 1024;
 
 impl ImapSession {
@@ -176,6 +178,7 @@ impl ImapSession {
             untagged: Vec::new(),
             collecting: false,
             untagged_bytes: 0,
+            untagged_largest: 0,
             last_frame: 0,
         };
         let preauth = session.greeting().await?;
@@ -447,6 +450,7 @@ impl ImapSession {
                 tracing::debug!(host = self.host(), %tag, %status, "imap <");
                 self.done.insert(tag, status);
                 self.untagged_bytes = 0;
+                self.untagged_largest = 0;
             }
             Reply::Untagged(Untagged::Status(status)) if status.kind != StatusKind::Ok => {
                 tracing::warn!(host = self.host(), %status, "imap server warning");
@@ -468,14 +472,14 @@ impl ImapSession {
     /// past [`MAX_UNTAGGED`] responses or [`MAX_UNTAGGED_BYTES`] the server
     /// is not answering a command but flooding, and the session ends.
     fn keep_untagged(&mut self, untagged: Untagged) -> Result<(), ImapError> {
-        let first = self.untagged_bytes == 0;
         let heap = match &untagged {
             Untagged::Search(uids) => uids.len() * std::mem::size_of::<u32>(),
             _ => 0,
         };
         let kept = std::mem::size_of::<Untagged>() + heap.max(self.last_frame);
         self.untagged_bytes = self.untagged_bytes.saturating_add(kept);
-        if (self.untagged_bytes > MAX_UNTAGGED_BYTES && !first)
+        self.untagged_largest = self.untagged_largest.max(kept);
+        if self.untagged_bytes - self.untagged_largest > MAX_UNTAGGED_BYTES
             || self.untagged.len() >= MAX_UNTAGGED
         {
             return Err(self.protocol(&format!(
@@ -494,6 +498,7 @@ impl ImapSession {
     pub(super) fn clear_untagged(&mut self) {
         self.untagged.clear();
         self.untagged_bytes = 0;
+        self.untagged_largest = 0;
     }
 
     /// Reads and decodes one response; any failure closes the session.

@@ -85,12 +85,25 @@ pub enum Pop3Error {
         command: &'static str,
         detail: String,
     },
-    /// The reply to one message's RETR broke the protocol (a status line
-    /// that is not POP3, or over `max_line_length`): the session is out of
-    /// step and was poisoned, and that message is blamed, so retrying the
-    /// route gives up on it after a few attempts instead of failing for ever.
+    /// The first RETR reply of a session, after replies that all parsed,
+    /// broke the protocol (a status line that is not POP3,
+    /// or over `max_line_length`): that message is to blame. The session
+    /// was poisoned; the message is skipped with this reason, so a new
+    /// session goes on with the rest instead of failing for ever.
     #[error("{host}: the reply to RETR {msgno} breaks the protocol: {detail}")]
     BrokenReply {
+        host: String,
+        msgno: u32,
+        detail: String,
+    },
+    /// Like [`Pop3Error::BrokenReply`], but with other RETRs answered before
+    /// it in the session: the previous message may be what put the session
+    /// out of step, so nobody is blamed; a new session starts with `msgno`
+    /// and finds out.
+    #[error(
+        "{host}: out of step while reading RETR {msgno} (a new session starts with it): {detail}"
+    )]
+    OutOfStep {
         host: String,
         msgno: u32,
         detail: String,
@@ -134,7 +147,9 @@ impl Pop3Error {
             // cure (this is also what a cancelled operation leaves behind).
             // After a broken reply the message is blamed: a new session
             // goes on with the rest (see `BrokenReply`).
-            Pop3Error::Poisoned { .. } | Pop3Error::BrokenReply { .. } => ErrorClass::Transient,
+            Pop3Error::Poisoned { .. }
+            | Pop3Error::BrokenReply { .. }
+            | Pop3Error::OutOfStep { .. } => ErrorClass::Transient,
         }
     }
 

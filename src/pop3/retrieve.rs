@@ -6,7 +6,11 @@
 //! to `window_messages` RETRs (and `window_bytes` by LIST sizes, but always
 //! at least one) sent ahead of the reply being read, so the server never
 //! waits for the next command while the engine appends the last message.
-//! Without PIPELINING, one RETR at a time.
+//! Without PIPELINING, one RETR at a time. A reply that breaks the protocol
+//! is that message's fault when it is the first RETR reply of the session
+//! ([`Pop3Error::BrokenReply`]); a later one may come from the message
+//! before it ([`Pop3Error::OutOfStep`]), which the next session, starting
+//! with that message, finds out.
 //!
 //! A per-message error (over the size limit by LIST or while reading, -ERR
 //! to one RETR) is handed out and the stream goes on; an error that breaks
@@ -47,6 +51,9 @@ pub struct Retrieval<'s> {
     window_sent: usize,
     /// Sizes are looked up (a LIST is read if none is cached) once.
     sized: bool,
+    /// Some RETR was answered (a message or a refusal): a broken reply now
+    /// may be the previous message's doing.
+    answered: bool,
     finished: bool,
 }
 
@@ -60,6 +67,7 @@ impl Pop3Session {
             window_bytes: 0,
             window_sent: 0,
             sized: false,
+            answered: false,
             finished: false,
         }
     }
@@ -111,9 +119,16 @@ impl Retrieval<'_> {
         };
         self.window_sent -= 1;
         self.window_bytes -= size;
-        match self.session.read_message("RETR", msgno).await {
+        let result = self.session.read_message("RETR", msgno).await;
+        let first = !std::mem::replace(&mut self.answered, true);
+        match result {
             Ok(bytes) => Ok(Retrieved { msgno, bytes }),
-            Err(Pop3Error::Protocol { host, detail, .. }) => Err(Pop3Error::BrokenReply {
+            Err(Pop3Error::Protocol { host, detail, .. }) if first => Err(Pop3Error::BrokenReply {
+                host,
+                msgno,
+                detail,
+            }),
+            Err(Pop3Error::Protocol { host, detail, .. }) => Err(Pop3Error::OutOfStep {
                 host,
                 msgno,
                 detail,

@@ -243,6 +243,7 @@ impl Pop3Session {
             Pop3Error::Net(_)
                 | Pop3Error::Protocol { .. }
                 | Pop3Error::BrokenReply { .. }
+                | Pop3Error::OutOfStep { .. }
                 | Pop3Error::Poisoned { .. }
         ) {
             self.poisoned = true;

@@ -104,9 +104,9 @@ impl MailSource for Pop3Source {
                     Some((msgno, problem)) => (msgno, Err(problem)),
                     None => {
                         if let Pop3Error::BrokenReply { msgno, .. } = &e {
-                            // Counted as a failed attempt of that message,
-                            // so a retried route ends up going on without it.
-                            let problem = Problem::Failed(format!("source {account}: {e}"));
+                            // Skipped with the reason, so a retried route
+                            // goes on without it.
+                            let problem = Problem::Skipped(format!("source {account}: {e}"));
                             let reservation = tx.reserve(0).await;
                             tx.send(reservation, *msgno, Err(problem));
                         }
@@ -165,7 +165,7 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
     Ok(ImapTarget {
         session,
         account: account.name.clone(),
-        uidnext: None,
+        exists: 0,
     })
 }
 
@@ -173,8 +173,8 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
 pub struct ImapTarget {
     session: ImapSession,
     account: String,
-    /// UIDNEXT of the selected mailbox when it was selected.
-    uidnext: Option<u32>,
+    /// Messages in the selected mailbox when it was selected.
+    exists: u32,
 }
 
 impl ImapTarget {
@@ -199,7 +199,7 @@ impl MailTarget for ImapTarget {
             .select(mailbox)
             .await
             .map_err(|e| self.error(&e))?;
-        self.uidnext = info.uidnext;
+        self.exists = info.exists;
         Ok(MailboxState {
             uidvalidity: info.uidvalidity,
             uidnext: info.uidnext,
@@ -279,7 +279,7 @@ impl MailTarget for ImapTarget {
     async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError> {
         let sizes = self
             .session
-            .uid_fetch_sizes_from(from_uid, self.uidnext)
+            .uid_fetch_sizes_from(from_uid, self.exists)
             .await
             .map_err(|e| self.error(&e))?;
         Ok(sizes

@@ -101,7 +101,8 @@ impl<T: MailTarget> Appender<'_, T> {
                 }
             }
             self.process(std::mem::take(&mut batch)).await?;
-            // A safe point: everything appended so far is settled.
+            // A safe point: every batch but the one in flight is settled, and
+            // `run` settles that one.
             if cancel.is_cancelled() {
                 break;
             }
