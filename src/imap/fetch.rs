@@ -125,7 +125,7 @@ impl ImapSession {
     }
 
     /// [`ImapSession::uid_fetch`] of messages whose sizes are known, in
-    /// commands of at most [`BODY_BYTES_PER_FETCH`] by those sizes.
+    /// commands of at most 16 MiB by those sizes.
     pub async fn uid_fetch_sized(
         &mut self,
         messages: &[(u32, u64)],
