@@ -453,7 +453,8 @@ fn cut_after_dele_before_quit() {
 }
 
 /// TLS handshakes cut: the IMAP one in the server's flight (FIN), the POP3
-/// one in the ClientHello (RST). Two retries, then a clean migration.
+/// one in the ClientHello (RST). Both logins run at once, so both cuts end
+/// the first attempt; one retry, then a clean migration.
 #[test]
 fn cut_during_tls_handshake() {
     let m = Migration::new("tlscut", marked_corpus("tlscut", "TLS-END", None));
@@ -475,7 +476,7 @@ fn cut_during_tls_handshake() {
         imap.fired(),
         pop3.fired()
     );
-    assert_eq!(run.route()["attempts"].as_u64(), Some(3), "{}", run.show());
+    assert_eq!(run.route()["attempts"].as_u64(), Some(2), "{}", run.show());
     m.migrated().unwrap();
 }
 

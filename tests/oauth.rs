@@ -13,41 +13,16 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::dovecot::{Dovecot, Options, User};
+use support::dovecot::User;
 use support::e2e::{check_migrated, corpus_with_big, mailferry, spawn_mailferry};
-use support::token_server::{http_get, TokenServer};
+use support::token_server::{http_get, OAuthRig};
 
-struct Rig {
-    dovecot: Dovecot,
-    tokens: TokenServer,
-}
+type Rig = OAuthRig;
 
 /// One Dovecot with the oauth2 passdb and one token server for all tests.
 fn rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
-    RIG.get_or_init(|| {
-        let tokens = TokenServer::start();
-        let dir = std::env::temp_dir().join(format!("mailferry-oauth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ext = dir.join("oauth2.conf.ext");
-        std::fs::write(
-            &ext,
-            format!(
-                "introspection_url = {}\nintrospection_mode = post\nusername_attribute = email\ntimeout_msecs = 3000\n",
-                tokens.url("/introspect")
-            ),
-        )
-        .unwrap();
-        let extra_config = format!(
-            "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
-            ext.display()
-        );
-        let dovecot = Dovecot::start_with(Options {
-            extra_config,
-            ..Options::default()
-        });
-        Rig { dovecot, tokens }
-    })
+    RIG.get_or_init(|| OAuthRig::start("oauth"))
 }
 
 /// How one account in a test config connects and signs in.

@@ -14,45 +14,20 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::dovecot::{Dovecot, Options, User};
+use support::dovecot::{Dovecot, User};
 use support::e2e::{as_copied, corpus_with_big, sorted};
-use support::token_server::{http_get, TokenServer};
+use support::token_server::{http_get, OAuthRig};
 
 /// How long one command may run, and how long `run` gets to copy new mail.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
-struct Rig {
-    dovecot: Dovecot,
-    tokens: TokenServer,
-}
+type Rig = OAuthRig;
 
 /// One Dovecot that takes the token server's access tokens (as in
 /// tests/oauth.rs, see notes/dovecot-oauth2.md), shared by both recipes.
 fn rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
-    RIG.get_or_init(|| {
-        let tokens = TokenServer::start();
-        let dir = std::env::temp_dir().join(format!("mailferry-recipes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ext = dir.join("oauth2.conf.ext");
-        std::fs::write(
-            &ext,
-            format!(
-                "introspection_url = {}\nintrospection_mode = post\nusername_attribute = email\ntimeout_msecs = 3000\n",
-                tokens.url("/introspect")
-            ),
-        )
-        .unwrap();
-        let extra_config = format!(
-            "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
-            ext.display()
-        );
-        let dovecot = Dovecot::start_with(Options {
-            extra_config,
-            ..Options::default()
-        });
-        Rig { dovecot, tokens }
-    })
+    RIG.get_or_init(|| OAuthRig::start("recipes"))
 }
 
 /// The example file as shipped.

@@ -5,10 +5,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::dovecot::{shared, User};
-use support::e2e::{as_copied, corpus, sorted, spawn_mailferry, write_config, RouteSpec};
+use support::e2e::{as_copied, corpus, mailferry, sorted, write_config, RouteSpec};
 
 #[test]
 fn three_shards_at_once_copy_everything_exactly_once() {
@@ -40,27 +40,22 @@ fn three_shards_at_once_copy_everything_exactly_once() {
         .replace("ledger.db", "ledger-{shard}.db");
     std::fs::write(&config, text).unwrap();
 
-    let mut children: Vec<_> = (0..3)
-        .map(|i| spawn_mailferry(&config, &["--json", "--shard", &format!("{i}/3"), "sync"]))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
-        assert!(
-            Instant::now() < deadline,
-            "shards did not finish within 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Three processes at once, each run (and its pipes drained) on a thread.
+    let runs: Vec<(i32, String, String)> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..3)
+            .map(|i| {
+                let config = &config;
+                s.spawn(move || {
+                    mailferry(config, &["--json", "--shard", &format!("{i}/3"), "sync"])
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
     let mut seen = BTreeSet::new();
     let mut copied = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (code, stdout, stderr) in runs {
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
         let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         for r in doc["routes"].as_array().unwrap() {
             assert!(
@@ -145,17 +140,21 @@ fn shard_throughput() {
             .replace("ledger.db", "ledger-{shard}.db");
         std::fs::write(&config, text).unwrap();
         let started = Instant::now();
-        let mut children: Vec<_> = (0..shards)
-            .map(|i| {
-                spawn_mailferry(
-                    &config,
-                    &["--json", "--shard", &format!("{i}/{shards}"), "sync"],
-                )
-            })
-            .collect();
-        for child in &mut children {
-            assert!(child.wait().unwrap().success());
-        }
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..shards)
+                .map(|i| {
+                    let config = &config;
+                    s.spawn(move || {
+                        let shard = format!("{i}/{shards}");
+                        mailferry(config, &["--json", "--shard", &shard, "sync"])
+                    })
+                })
+                .collect();
+            for run in runs {
+                let (code, out, err) = run.join().unwrap();
+                assert_eq!(code, 0, "{out}\n{err}");
+            }
+        });
         let secs = started.elapsed().as_secs_f64();
         let copied: usize = targets.iter().map(|t| dovecot.count(t, "INBOX")).sum();
         assert_eq!(copied, total);

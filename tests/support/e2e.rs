@@ -134,24 +134,42 @@ pub fn spawn_mailferry(config: &Path, args: &[&str]) -> Child {
 }
 
 /// Runs mailferry with a deadline; returns (exit code, stdout, stderr).
+/// The pipes are drained while it runs: a chatty run (`-vv`) would
+/// otherwise block on a full pipe and never finish.
 pub fn mailferry(config: &Path, args: &[&str]) -> (i32, String, String) {
     let mut child = spawn_mailferry(config, args);
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + RUN_DEADLINE;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("mailferry {args:?} did not finish within {RUN_DEADLINE:?}");
+            let _ = child.wait();
+            let err = err.join().unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(40).collect();
+            panic!(
+                "mailferry {args:?} did not finish within {RUN_DEADLINE:?}; stderr (last 40 lines):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("collect output");
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
     )
 }
 

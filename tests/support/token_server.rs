@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use super::dovecot::{Dovecot, Options};
+
 /// What happened, for assertions.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -413,4 +415,38 @@ pub fn http_get(url: &str) -> (u16, HashMap<String, String>) {
         }
     }
     (code, headers)
+}
+
+/// A token server and a private Dovecot whose oauth2 passdb accepts its
+/// access tokens (notes/dovecot-oauth2.md), for the tests that sign in.
+pub struct OAuthRig {
+    pub dovecot: Dovecot,
+    pub tokens: TokenServer,
+}
+
+impl OAuthRig {
+    /// Starts both; `tag` names the directory of the passdb's settings.
+    pub fn start(tag: &str) -> OAuthRig {
+        let tokens = TokenServer::start();
+        let dir = std::env::temp_dir().join(format!("mailferry-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ext = dir.join("oauth2.conf.ext");
+        std::fs::write(
+            &ext,
+            format!(
+                "introspection_url = {}\nintrospection_mode = post\nusername_attribute = email\ntimeout_msecs = 3000\n",
+                tokens.url("/introspect")
+            ),
+        )
+        .unwrap();
+        let extra_config = format!(
+            "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+            ext.display()
+        );
+        let dovecot = Dovecot::start_with(Options {
+            extra_config,
+            ..Options::default()
+        });
+        OAuthRig { dovecot, tokens }
+    }
 }
