@@ -290,7 +290,7 @@ struct ProviderBox {
     messages: Vec<Vec<u8>>,
     appends: usize,
     throttled: usize,
-    /// Refuse every UID FETCH (a server that won't hand bodies back).
+    /// Refuse every FETCH (a server that won't hand bodies back).
     refuse_fetch: bool,
     /// Don't throttle or drop sessions (for tests of other things).
     calm: bool,
@@ -399,11 +399,17 @@ fn imap_session(stream: TcpStream, mailbox: &Mutex<ProviderBox>) {
                     .collect();
                 format!("* SEARCH {}\r\n{tag} OK done\r\n", uids.join(" "))
             }
-            "UID" if rest.contains("FETCH") && mb.refuse_fetch => {
+            // Message numbers are UIDs here (nothing is ever renumbered), so
+            // FETCH and UID FETCH are one.
+            "UID" | "FETCH" if rest.contains("FETCH") && mb.refuse_fetch => {
                 format!("{tag} NO [SERVERBUG] cannot fetch right now\r\n")
             }
-            "UID" if rest.contains("FETCH") => {
-                let set = rest.split_whitespace().nth(2).unwrap_or("");
+            "UID" | "FETCH" if rest.contains("FETCH") => {
+                let set = rest
+                    .split_whitespace()
+                    .skip_while(|w| !w.eq_ignore_ascii_case("FETCH"))
+                    .nth(1)
+                    .unwrap_or("");
                 let mut reply = Vec::new();
                 for part in set.split(',') {
                     let (lo, hi) = part.split_once(':').unwrap_or((part, part));
