@@ -33,23 +33,10 @@ fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Accoun
         Security::Tls => dovecot.imaps_port(),
         Security::Starttls | Security::Plain => dovecot.imap_port(),
     };
+    let name = format!("target-{}", user.name);
     Account {
-        name: format!("target-{}", user.name),
-        host: "127.0.0.1".into(),
-        port,
-        security,
-        username: user.name.clone(),
-        password: PasswordSource::Inline(Secret::new(user.password.clone())),
-        auth: AuthMechanism::Login,
         ca_file: Some(dovecot.ca_file()),
-        tls_pin_sha256: None,
-        allow_plaintext: security == Security::Plain,
-        timeout: Duration::from_secs(20),
-        max_connections: None,
-        max_bytes_per_day: None,
-        max_bytes_per_second: None,
-        max_message_size: None,
-        max_line_length: None,
+        ..support::account::account(&name, port, security, &user.name, &user.password)
     }
 }
 
@@ -402,22 +389,8 @@ impl Fake {
 
     fn account(&self) -> Account {
         Account {
-            name: "fake-target".into(),
-            host: "127.0.0.1".into(),
-            port: self.port,
-            security: Security::Plain,
-            username: "bob".into(),
-            password: PasswordSource::Inline(Secret::new("s3cret")),
-            auth: AuthMechanism::Login,
-            ca_file: None,
-            tls_pin_sha256: None,
-            allow_plaintext: true,
             timeout: Duration::from_millis(700),
-            max_connections: None,
-            max_bytes_per_day: None,
-            max_bytes_per_second: None,
-            max_message_size: None,
-            max_line_length: None,
+            ..support::account::account("fake-target", self.port, Security::Plain, "bob", "s3cret")
         }
     }
 

@@ -26,23 +26,10 @@ fn account(dovecot: &Dovecot, user: &User, security: Security) -> Account {
         Security::Tls => dovecot.pop3s_port(),
         Security::Starttls | Security::Plain => dovecot.pop3_port(),
     };
+    let name = format!("dovecot-{}", user.name);
     Account {
-        name: format!("dovecot-{}", user.name),
-        host: "127.0.0.1".into(),
-        port,
-        security,
-        username: user.name.clone(),
-        password: PasswordSource::Inline(Secret::new(user.password.clone())),
-        auth: AuthMechanism::Login,
         ca_file: Some(dovecot.ca_file()),
-        tls_pin_sha256: None,
-        allow_plaintext: security == Security::Plain,
-        timeout: Duration::from_secs(20),
-        max_connections: None,
-        max_bytes_per_day: None,
-        max_bytes_per_second: None,
-        max_message_size: None,
-        max_line_length: None,
+        ..support::account::account(&name, port, security, &user.name, &user.password)
     }
 }
 

@@ -4,6 +4,8 @@
 //! sends a greeting, then answers each line the client sends with what the
 //! test's responder returns, and records every line for assertions.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,22 +109,8 @@ impl Fake {
 
     fn account(&self) -> Account {
         Account {
-            name: "fake".into(),
-            host: "127.0.0.1".into(),
-            port: self.port,
-            security: Security::Plain,
-            username: "alice".into(),
-            password: PasswordSource::Inline(Secret::new(PASSWORD)),
-            auth: AuthMechanism::Login,
-            ca_file: None,
-            tls_pin_sha256: None,
-            allow_plaintext: true,
             timeout: Duration::from_secs(5),
-            max_connections: None,
-            max_bytes_per_day: None,
-            max_bytes_per_second: None,
-            max_message_size: None,
-            max_line_length: None,
+            ..support::account::account("fake", self.port, Security::Plain, "alice", PASSWORD)
         }
     }
 

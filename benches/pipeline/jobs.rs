@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use mailferry::config::{Account, AuthMechanism, PasswordSource, Security};
+use mailferry::config::{Account, Security};
 use mailferry::imap::{AppendMessage, AppendMode, ImapOptions, ImapSession};
 use mailferry::pop3::{Pop3Options, Pop3Session};
-use mailferry::secret::Secret;
 
 use crate::corpus::Corpus;
 
@@ -27,23 +26,12 @@ pub struct Login {
 
 impl Login {
     fn account(&self) -> Account {
+        let (user, password) = (&self.user, &self.password);
         Account {
-            name: self.user.clone(),
             host: "localhost".into(),
-            port: self.port,
-            security: Security::Tls,
-            username: self.user.clone(),
-            password: PasswordSource::Inline(Secret::new(self.password.clone())),
-            auth: AuthMechanism::Login,
             ca_file: Some(self.ca_file.clone()),
-            tls_pin_sha256: None,
-            allow_plaintext: false,
             timeout: Duration::from_secs(120),
-            max_connections: None,
-            max_bytes_per_day: None,
-            max_bytes_per_second: None,
-            max_message_size: None,
-            max_line_length: None,
+            ..crate::support::account::account(user, self.port, Security::Tls, user, password)
         }
     }
 }

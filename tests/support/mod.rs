@@ -13,6 +13,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod account;
 pub mod certs;
 mod config;
 pub mod dovecot;
