@@ -480,6 +480,30 @@ fn cut_during_tls_handshake() {
     m.migrated().unwrap();
 }
 
+/// While the target is down, a retry logs in to it first and leaves the
+/// source alone: only the first attempt logs in to both at once, so an
+/// outage does not cost a POP3 login per retry (LOGIN-DELAY servers).
+#[test]
+fn retries_while_the_target_is_down_leave_the_source_alone() {
+    let m = Migration::new("tdown", marked_corpus("tdown", "TDOWN-END", None));
+    let dovecot = shared();
+    let pop3 = Proxy::start(dovecot.pop3s_port(), |_| Plan::pass());
+    let imap = Proxy::start(dovecot.imaps_port(), |conn| match conn {
+        0 | 1 => Plan::reset(Dir::Down, 0),
+        _ => Plan::pass(),
+    });
+    let run = Run::sync(&m.config(&tls_via(&pop3, &imap, "20s")));
+    assert_eq!(run.code, 0, "{}", run.show());
+    assert_eq!(run.route()["attempts"].as_u64(), Some(3), "{}", run.show());
+    assert_eq!(imap.cuts(), 2, "{:?}", imap.fired());
+    // Attempt 1: both at once (POP3 1); attempt 2: the target fails first,
+    // no POP3 login; attempt 3: target, then source (POP3 2); then the short
+    // session that confirms the source has nothing new (POP3 3). Logging in
+    // to both at once every time would make it 4.
+    assert_eq!(pop3.connections(), 3, "POP3 logins");
+    m.migrated().unwrap();
+}
+
 /// A server that goes silent in the TLS handshake: the client's timeout
 /// ends the wait, and the retry migrates everything.
 #[test]

@@ -144,7 +144,7 @@ async fn route_loop(
     let mut wait = interval
         .min(Duration::from_secs(5))
         .mul_f64(random_fraction());
-    let options = PassOptions::default();
+    let mut options = PassOptions::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -177,6 +177,7 @@ async fn route_loop(
             result.as_ref().err(),
             started.elapsed(),
         );
+        options.logins_at_once = result.is_ok();
         wait = match &result {
             Ok(()) => {
                 backoff.reset();

@@ -55,6 +55,11 @@ pub struct PassOptions {
     pub batch_messages: usize,
     /// Bytes per append batch.
     pub batch_bytes: u64,
+    /// Log in to the source and the target at once. Off after a failed
+    /// pass: then the target first, and the source only once the target is
+    /// there, so a target outage does not cost a POP3 login per retry (a
+    /// server with LOGIN-DELAY would refuse the next one).
+    pub logins_at_once: bool,
 }
 
 impl std::fmt::Debug for PassOptions {
@@ -81,6 +86,7 @@ impl Default for PassOptions {
             budget_bytes: 16 * 1024 * 1024,
             batch_messages: 64,
             batch_bytes: 8 * 1024 * 1024,
+            logins_at_once: true,
         }
     }
 }

@@ -170,6 +170,10 @@ pub async fn sync_route(
         attempts += 1;
         sessions += 1;
         let mut report = PassReport::default();
+        let options = &PassOptions {
+            logins_at_once: options.logins_at_once && failures == 0,
+            ..options.clone()
+        };
         let result = attempt(
             config,
             route,
@@ -290,25 +294,37 @@ pub(crate) async fn attempt(
     };
     let source_account = &config.sources[route.source];
     let result = async {
-        // Both logins at once: each is a TLS handshake and a login, round
-        // trips that add up on a real network. The maildrop is then locked
-        // while the target mailbox is selected and leftover intents are
-        // resolved too (normally a round trip).
-        let (target, source) = tokio::join!(
-            connect_target(&config.targets[route.target]),
-            connect_source(source_account)
-        );
-        let (mut target, source) = match (target, source) {
-            (Ok(target), Ok(source)) => (target, source),
-            (Err(e), source) => {
-                if let Ok(source) = source {
-                    source.quit().await;
+        let target_account = &config.targets[route.target];
+        let (mut target, source) = if options.logins_at_once {
+            // Both logins at once: each is a TLS handshake and a login,
+            // round trips that add up on a real network. The maildrop is
+            // then locked while the target mailbox is selected and leftover
+            // intents are resolved too (normally a round trip).
+            let (target, source) = tokio::join!(
+                connect_target(target_account),
+                connect_source(source_account)
+            );
+            match (target, source) {
+                (Ok(target), Ok(source)) => (target, source),
+                (Err(e), source) => {
+                    if let Ok(source) = source {
+                        source.quit().await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
+                (Ok(target), Err(e)) => {
+                    target.logout().await;
+                    return Err(e);
+                }
             }
-            (Ok(target), Err(e)) => {
-                target.logout().await;
-                return Err(e);
+        } else {
+            let target = connect_target(target_account).await?;
+            match connect_source(source_account).await {
+                Ok(source) => (target, source),
+                Err(e) => {
+                    target.logout().await;
+                    return Err(e);
+                }
             }
         };
         let result = run_pass(
