@@ -362,44 +362,68 @@ fn dovecot_restarted_mid_pass() {
 /// the old mailbox must be made again before any source message goes.
 #[test]
 fn target_mailbox_deleted_between_runs_then_after_copy() {
-    let dovecot = dovecot::shared();
-    let src = dovecot.user("del-between-src");
-    let dst = dovecot.user("del-between-dst");
-    let mail = mail("delbetween", 10);
-    dovecot.load(&src, "INBOX", &mail);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tls = Servers::tls(dovecot);
-    let keep = config(
-        dir.path(),
-        dovecot,
-        &tls,
-        (&src, &dst),
-        "Archive",
-        "\"never\"",
-    );
-    let (code, out, err) = e2e::mailferry(&keep, &["--json", "sync"]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(dovecot.count(&dst, "Archive"), mail.len());
-    let deleted = Command::new("doveadm")
-        .arg("-c")
-        .arg(dovecot.config_file())
-        .args(["mailbox", "delete", "-u", &dst.name, "Archive"])
-        .output()
-        .expect("run doveadm");
-    assert!(deleted.status.success(), "doveadm mailbox delete");
-    let after_copy = config(
-        dir.path(),
-        dovecot,
-        &tls,
-        (&src, &dst),
-        "Archive",
-        "\"after-copy\"",
-    );
-    let (code, out, err) = e2e::mailferry(&after_copy, &["--json", "sync"]);
-    assert_no_panic("after-copy pass", &out, &err);
-    check_no_loss(dovecot, (&src, &dst), "Archive", &mail)
-        .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
-    final_clean_sync(dir.path(), dovecot, (&src, &dst), "Archive", &mail);
+    let a = Archived::copy("del-between", 10);
+    assert_eq!(a.dovecot.count(&a.dst, "Archive"), a.mail.len());
+    a.delete_archive();
+    a.after_copy_pass_loses_nothing();
+}
+
+/// `src`'s mail copied once into `dst`'s "Archive" (`delete = "never"`),
+/// for tests that then take the mailbox away behind mailferry's back.
+struct Archived {
+    dovecot: &'static Dovecot,
+    src: User,
+    dst: User,
+    mail: Vec<Vec<u8>>,
+    dir: tempfile::TempDir,
+}
+
+impl Archived {
+    fn copy(tag: &str, n: usize) -> Archived {
+        let dovecot = dovecot::shared();
+        let src = dovecot.user(&format!("{tag}-src"));
+        let dst = dovecot.user(&format!("{tag}-dst"));
+        let mail = mail(&tag.replace('-', ""), n);
+        dovecot.load(&src, "INBOX", &mail);
+        let a = Archived {
+            dovecot,
+            src,
+            dst,
+            mail,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let (code, out, err) = e2e::mailferry(&a.config("\"never\""), &["--json", "sync"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        a
+    }
+
+    fn config(&self, delete: &str) -> PathBuf {
+        let tls = Servers::tls(self.dovecot);
+        let pair = (&self.src, &self.dst);
+        config(self.dir.path(), self.dovecot, &tls, pair, "Archive", delete)
+    }
+
+    /// `doveadm mailbox delete` of the Archive.
+    fn delete_archive(&self) {
+        let deleted = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.dovecot.config_file())
+            .args(["mailbox", "delete", "-u", &self.dst.name, "Archive"])
+            .output()
+            .expect("run doveadm");
+        assert!(deleted.status.success(), "doveadm mailbox delete");
+    }
+
+    /// At once a pass with `after-copy`: the copies that went with the old
+    /// mailbox must be made again before any source message goes.
+    fn after_copy_pass_loses_nothing(&self) {
+        let pair = (&self.src, &self.dst);
+        let (code, out, err) = e2e::mailferry(&self.config("\"after-copy\""), &["--json", "sync"]);
+        assert_no_panic("after-copy pass", &out, &err);
+        check_no_loss(self.dovecot, pair, "Archive", &self.mail)
+            .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
+        final_clean_sync(self.dir.path(), self.dovecot, pair, "Archive", &self.mail);
+    }
 }
 
 /// Sends tagged IMAP commands over plain IMAP, each answered before the
@@ -433,24 +457,9 @@ fn imap_script(stream: &mut TcpStream, commands: &[String]) -> String {
 /// session closing after the delete, then at once a pass with `after-copy`.
 #[test]
 fn target_mailbox_deleted_while_selected() {
-    let dovecot = dovecot::shared();
-    let src = dovecot.user("del-selected-src");
-    let dst = dovecot.user("del-selected-dst");
-    let mail = mail("delselected", 10);
-    dovecot.load(&src, "INBOX", &mail);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tls = Servers::tls(dovecot);
-    let keep = config(
-        dir.path(),
-        dovecot,
-        &tls,
-        (&src, &dst),
-        "Archive",
-        "\"never\"",
-    );
-    let (code, out, err) = e2e::mailferry(&keep, &["--json", "sync"]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let mut session = TcpStream::connect(("127.0.0.1", dovecot.imap_port())).expect("imap");
+    let a = Archived::copy("del-selected", 10);
+    let dst = &a.dst;
+    let mut session = TcpStream::connect(("127.0.0.1", a.dovecot.imap_port())).expect("imap");
     let said = imap_script(
         &mut session,
         &[
@@ -459,13 +468,7 @@ fn target_mailbox_deleted_while_selected() {
         ],
     );
     eprintln!("before: {said}");
-    let deleted = Command::new("doveadm")
-        .arg("-c")
-        .arg(dovecot.config_file())
-        .args(["mailbox", "delete", "-u", &dst.name, "Archive"])
-        .output()
-        .expect("run doveadm");
-    assert!(deleted.status.success(), "doveadm mailbox delete");
+    a.delete_archive();
     let said = imap_script(
         &mut session,
         &[
@@ -475,17 +478,5 @@ fn target_mailbox_deleted_while_selected() {
         ],
     );
     eprintln!("after: {said}");
-    let after_copy = config(
-        dir.path(),
-        dovecot,
-        &tls,
-        (&src, &dst),
-        "Archive",
-        "\"after-copy\"",
-    );
-    let (code, out, err) = e2e::mailferry(&after_copy, &["--json", "sync"]);
-    assert_no_panic("after-copy pass", &out, &err);
-    check_no_loss(dovecot, (&src, &dst), "Archive", &mail)
-        .unwrap_or_else(|e| panic!("exit {code}: {e}\n{out}"));
-    final_clean_sync(dir.path(), dovecot, (&src, &dst), "Archive", &mail);
+    a.after_copy_pass_loses_nothing();
 }

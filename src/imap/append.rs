@@ -136,12 +136,7 @@ impl ImapSession {
             PendingState::Done(error) => error,
             PendingState::Sent => self.read_sent(&wire, msgs, &sent, &mut batch).await.err(),
             PendingState::Failed(e) => {
-                // Answers read before the failure still count.
-                for (tag, chunk) in &sent {
-                    if let Some(status) = self.done_if_read(tag) {
-                        batch.record_chunk(chunk, status);
-                    }
-                }
+                self.harvest(&sent, &mut batch);
                 Some(e)
             }
         };
@@ -216,17 +211,22 @@ impl ImapSession {
     ) -> Result<(), ImapError> {
         for (k, (tag, chunk)) in sent.iter().enumerate() {
             if let Err(e) = self.read_one_sent(wire, msgs, tag, chunk, batch).await {
-                // The later commands were sent too: answers already read
-                // still say what became of them.
-                for (tag, chunk) in &sent[k + 1..] {
-                    if let Some(status) = self.done_if_read(tag) {
-                        batch.record_chunk(chunk, status);
-                    }
-                }
+                // The later commands were sent too.
+                self.harvest(&sent[k + 1..], batch);
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Records the answers already read for `sent` commands: after a
+    /// failure they still say what became of their messages.
+    fn harvest(&mut self, sent: &[(String, Vec<usize>)], batch: &mut Batch) {
+        for (tag, chunk) in sent {
+            if let Some(status) = self.done_if_read(tag) {
+                batch.record_chunk(chunk, status);
+            }
+        }
     }
 
     async fn read_one_sent(

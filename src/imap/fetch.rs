@@ -138,12 +138,6 @@ impl ImapSession {
         Ok(out)
     }
 
-    /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE)`: (uid, size) pairs.
-    pub async fn uid_fetch_sizes(&mut self, uids: &[u32]) -> Result<Vec<(u32, u32)>, ImapError> {
-        let found = self.fetch_items(uids, "(UID RFC822.SIZE)").await?;
-        Ok(found.into_iter().map(|m| (m.uid, m.size)).collect())
-    }
-
     /// RFC 3501 §6.4.8 UID FETCH `(UID BODY.PEEK[HEADER.FIELDS
     /// (MESSAGE-ID)])`: the Message-ID of each message (cheap: a line or
     /// two each), for matching copies another tool made; `None` when a

@@ -207,22 +207,26 @@ impl MailTarget for ImapTarget {
         })
     }
 
-    /// The IMAP batch in flight, and the time its messages without a usable
-    /// Date header are dated (so a retry of one sends the same bytes).
-    type Pending = (imap::PendingAppend, crate::message::MailDate);
+    /// The IMAP batch in flight, and the INTERNALDATE of each message (read
+    /// from the headers once; a retry of one sends the same date).
+    type Pending = (imap::PendingAppend, Vec<crate::message::MailDate>);
 
     async fn start_append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> Self::Pending {
         let now = internaldate::now();
-        let msgs = append_messages(batch, now);
-        (self.session.start_append(mailbox, &msgs).await, now)
+        let dates: Vec<_> = batch
+            .iter()
+            .map(|m| internaldate::internal_date(m.bytes, now))
+            .collect();
+        let msgs = append_messages(batch, &dates);
+        (self.session.start_append(mailbox, &msgs).await, dates)
     }
 
     async fn finish_append(
         &mut self,
-        (pending, now): Self::Pending,
+        (pending, dates): Self::Pending,
         batch: &[Outgoing<'_>],
     ) -> AppendOutcome {
-        let msgs = append_messages(batch, now);
+        let msgs = append_messages(batch, &dates);
         let result = self.session.finish_append(pending, &msgs).await;
         let mut results = Vec::with_capacity(result.outcomes.len());
         for outcome in result.outcomes {
@@ -307,18 +311,18 @@ impl MailTarget for ImapTarget {
     }
 }
 
-/// The IMAP form of a batch, dated from each message's Date header (`now`
-/// for one without a usable one).
+/// The IMAP form of a batch with its INTERNALDATEs.
 fn append_messages<'a>(
     batch: &[Outgoing<'a>],
-    now: crate::message::MailDate,
+    dates: &[crate::message::MailDate],
 ) -> Vec<AppendMessage<'a>> {
     batch
         .iter()
-        .map(|m| AppendMessage {
+        .zip(dates)
+        .map(|(m, date)| AppendMessage {
             bytes: m.bytes,
             seen: m.seen,
-            internal_date: Some(internaldate::internal_date(m.bytes, now)),
+            internal_date: Some(*date),
         })
         .collect()
 }

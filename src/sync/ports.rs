@@ -164,12 +164,6 @@ pub trait MailTarget {
         batch: &[Outgoing<'_>],
     ) -> AppendOutcome;
 
-    /// Appends a batch and waits for the answers.
-    async fn append(&mut self, mailbox: &str, batch: &[Outgoing<'_>]) -> AppendOutcome {
-        let pending = self.start_append(mailbox, batch).await;
-        self.finish_append(pending, batch).await
-    }
-
     /// UIDs of messages of exactly `size` octets, with UID ≥ `min_uid` when
     /// given.
     async fn search_size(

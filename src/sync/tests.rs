@@ -138,6 +138,13 @@ impl FakeImap {
         })))
     }
 
+    /// The mailbox deleted and created again, empty, with `uidvalidity`.
+    fn recreate(&self, uidvalidity: u32) {
+        let mut mb = self.0.lock().unwrap();
+        mb.messages.clear();
+        mb.uidvalidity = uidvalidity;
+    }
+
     fn bodies(&self) -> Vec<Vec<u8>> {
         let mut bodies: Vec<Vec<u8>> = self
             .0
@@ -662,11 +669,7 @@ async fn recreated_mailbox_is_reconciled_not_trusted() {
     pass(&rig, &p, &pop_of(&mail[..6]), &imap).await.0.unwrap();
     // The mailbox is deleted and recreated empty: new UIDVALIDITY. The ledger
     // still lists the old hashes, which must not make new mail "duplicate".
-    {
-        let mut mb = imap.0.lock().unwrap();
-        mb.messages.clear();
-        mb.uidvalidity = 8;
-    }
+    imap.recreate(8);
     let renamed: Vec<(String, Vec<u8>)> = mail
         .iter()
         .map(|(u, b)| (format!("r-{u}"), b.clone()))
@@ -720,11 +723,7 @@ async fn after_a_recreated_mailbox_later_passes_do_not_trust_the_old_record() {
     let imap = FakeImap::new();
     let p = plan("src", "INBOX", DeletePolicy::Never);
     pass(&rig, &p, &pop_of(&mail[..4]), &imap).await.0.unwrap();
-    {
-        let mut mb = imap.0.lock().unwrap();
-        mb.messages.clear();
-        mb.uidvalidity = 9;
-    }
+    imap.recreate(9);
     // One pass sees the change, the next one is "unchanged": neither may
     // take the old mailbox's content for the new one's.
     pass(&rig, &p, &pop_of(&[]), &imap).await.0.unwrap();
@@ -773,11 +772,7 @@ async fn copies_lost_with_a_recreated_mailbox_are_made_again_before_any_delete()
     .0
     .unwrap();
     // The target mailbox is deleted and recreated empty behind our back.
-    {
-        let mut mb = imap.0.lock().unwrap();
-        mb.messages.clear();
-        mb.uidvalidity = 9;
-    }
+    imap.recreate(9);
     // Now the route deletes after copying: nothing may go from the source
     // on the word of copies that went with the old mailbox.
     let (r, report) = pass(
