@@ -515,17 +515,13 @@ fn stalled_tls_handshake_times_out() {
         0 => Plan::pass().with(Dir::Down, At::Byte(0), Kind::Stall(Duration::from_secs(8))),
         _ => Plan::pass(),
     });
-    let started = Instant::now();
     let run = Run::sync(&m.config(&tls_via(&pop3, &imap, "2s")));
     assert_eq!(run.code, 0, "{}", run.show());
+    // The client's 2 s timeout, not the proxy's 8 s stall, ended attempt 1.
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "the timeout ended the stall"
+        run.stderr.contains("no answer within 2s"),
+        "the timeout ended the stall\n{}",
+        run.show()
     );
     assert_eq!(run.route()["attempts"].as_u64(), Some(2), "{}", run.show());
     m.migrated().unwrap();

@@ -89,18 +89,16 @@ async fn logs_in_over_tls_starttls_and_plain() {
 }
 
 #[tokio::test]
-async fn wrong_password_is_an_auth_error_quickly() {
+async fn wrong_password_is_an_auth_error_naming_the_account() {
     within_deadline(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imap-wrong");
         let mut account = dovecot_account(dovecot, &user, Security::Tls);
         account.password = PasswordSource::Inline(Secret::new("not-the-password"));
-        let started = Instant::now();
         let err = ImapSession::connect(&account).await.expect_err("refused");
         assert_eq!(err.class(), ErrorClass::Auth, "{err}");
         assert!(err.to_string().contains(&account.name), "{err}");
         assert!(!err.to_string().contains("not-the-password"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(10));
     })
     .await;
 }
@@ -654,14 +652,12 @@ async fn a_stalled_server_times_out() {
     within_deadline(async {
         let fake = Fake::start(GREETING, false, after_login("", |_, _| vec![Act::Stall])).await;
         let mut imap = session(&fake).await;
-        let started = Instant::now();
         let err = imap.noop().await.expect_err("timeout");
         assert!(
             matches!(err, ImapError::Net(NetError::Timeout { .. })),
             "{err}"
         );
         assert_eq!(err.class(), ErrorClass::Transient);
-        assert!(started.elapsed() < Duration::from_secs(5));
     })
     .await;
 }

@@ -401,7 +401,6 @@ async fn a_stall_times_out() {
         let mut account = fake.account();
         account.timeout = Duration::from_millis(300);
         let mut pop = Pop3Session::connect(&account).await.unwrap();
-        let started = std::time::Instant::now();
         let err = pop.stat().await.unwrap_err();
         assert!(
             matches!(
@@ -411,7 +410,6 @@ async fn a_stall_times_out() {
             "{err:?}"
         );
         assert_eq!(err.class(), ErrorClass::Transient);
-        assert!(started.elapsed() < Duration::from_secs(5));
     })
     .await;
 }
