@@ -1011,7 +1011,8 @@ fn kill_9_at_random_instants() {
 /// 66ee8f8: a kill between APPEND and settle left an intent for the message
 /// with a NUL byte; Dovecot serves NUL as 0x80 in `BODY[]`, so the next pass
 /// did not recognise the stored copy, dropped the intent and appended the
-/// message again (`BINARY.PEEK[]` now fetches it as stored).
+/// message again. (`BINARY.PEEK[]` fixed that, but decoded encoded parts;
+/// now `BODY.PEEK[]` is used and the identity hashes a NUL as 0x80.)
 #[test]
 fn intent_for_a_message_with_nul_is_found_after_a_cut() {
     let mut nul = b"Subject: nul intent\nX-Nul: a\0b\n\nbody \xe9\n".to_vec();

@@ -156,18 +156,18 @@ impl ImapSession {
     }
 
     /// RFC 3501 §6.4.8 UID FETCH `(UID RFC822.SIZE FLAGS INTERNALDATE
-    /// BODY.PEEK[])`: whole messages, byte for byte, in UID order. UIDs
-    /// that no longer exist are simply missing. With BINARY (RFC 3516)
-    /// `BINARY.PEEK[]` instead: a server may not send a NUL byte in a plain
-    /// literal (Dovecot turns it into 0x80), so only BINARY gives back
-    /// exactly what was stored — what the identity of a message is hashed on.
+    /// BODY.PEEK[])`: whole messages as stored, in UID order. UIDs that no
+    /// longer exist are simply missing.
+    ///
+    /// Never `BINARY.PEEK[]`, even where BINARY is offered: RFC 3516 has the
+    /// server decode every quoted-printable and base64 part (Dovecot then
+    /// labels them `Content-Transfer-Encoding: binary`), so the bytes would
+    /// not be the ones appended and a copy would not be recognised. The one
+    /// thing a plain literal may not carry is a NUL (Dovecot sends 0x80), and
+    /// the message identity hashes a NUL as 0x80 for that reason.
     pub async fn uid_fetch(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>, ImapError> {
-        let items = if self.capabilities().has("BINARY") {
-            "(UID RFC822.SIZE FLAGS INTERNALDATE BINARY.PEEK[])"
-        } else {
-            "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])"
-        };
-        self.fetch_items(uids, items).await
+        self.fetch_items(uids, "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])")
+            .await
     }
 
     async fn fetch_items(

@@ -32,7 +32,10 @@ pub use normalise::to_crlf;
 /// Version of the [`identity`] normalisation. Stored beside every hash in the
 /// ledger; bump it whenever `identity` would give a different value for some
 /// message, so old and new hashes are never compared as equals.
-pub const HASH_VERSION: u32 = 1;
+///
+/// 2: a NUL byte counts as 0x80 (version 1 hashed it as itself). Only
+/// messages holding a NUL hash differently; see [`identity`].
+pub const HASH_VERSION: u32 = 2;
 
 /// BLAKE3 of the normalised message: line endings made CRLF (see the module
 /// doc), and the header fields mail stores add or rewrite dropped wherever
@@ -40,11 +43,31 @@ pub const HASH_VERSION: u32 = 1;
 /// folded continuation lines included): Content-Length, Return-Path, Status,
 /// X-IMAP, X-IMAPbase, X-Keywords, X-Message-Flag, X-Status, X-UID, X-UIDL,
 /// X-Yahoo-Newman-Property, X-Mozilla-Status, X-Mozilla-Status2, Lines.
-/// Nothing else is changed. The header block ends at the first empty line; a
-/// message without one is all header.
+/// A NUL byte is hashed as 0x80. Nothing else is changed. The header block
+/// ends at the first empty line; a message without one is all header.
+///
+/// Why these rules, and not others: the identity of a target copy is
+/// computed from what the server returns for `BODY.PEEK[]`, the stored bytes
+/// unaltered, except where servers legitimately change them on the way in or
+/// out: line endings (Courier stores LF), the store-added fields above
+/// (GNU Mailutils strips `Status:`/`X-UID:` on APPEND and adds `X-UIDL:` in
+/// a maildrop), and a NUL, which IMAP forbids in a plain literal (Dovecot
+/// sends 0x80 instead). Each rule maps a server's change back to one value,
+/// and none can make two messages equal that a server could store apart,
+/// except messages differing only in NUL against 0x80 at the same places.
+/// `BINARY[]` is never used for identity: it decodes quoted-printable and
+/// base64 parts (RFC 3516), so the bytes differ from what was appended.
 pub fn identity(raw: &[u8]) -> Hash {
     let mut hasher = BufferedHasher::new();
-    normalise::normalise(raw, true, &mut |piece| hasher.update(piece));
+    normalise::normalise(raw, true, &mut |piece| {
+        let mut rest = piece;
+        while let Some(nul) = rest.iter().position(|&b| b == 0) {
+            hasher.update(&rest[..nul]);
+            hasher.update(&[0x80]);
+            rest = &rest[nul + 1..];
+        }
+        hasher.update(rest);
+    });
     hasher.finalize()
 }
 

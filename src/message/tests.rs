@@ -217,3 +217,21 @@ proptest! {
         let _ = parse_rfc5322_date(&text);
     }
 }
+
+/// A plain IMAP literal may not carry a NUL (Dovecot serves 0x80 for it in
+/// `BODY[]`): the identity of a stored copy must equal the original's.
+#[test]
+fn a_nul_hashes_as_0x80_and_nothing_else_changes() {
+    let with_nul = b"Subject: n\r\nX-Nul: a\0b\r\n\r\nbody\0\0end\r\n";
+    let as_served = b"Subject: n\r\nX-Nul: a\x80b\r\n\r\nbody\x80\x80end\r\n";
+    assert_eq!(identity(with_nul), identity(as_served));
+    let dropped = b"Subject: n\r\nX-Nul: ab\r\n\r\nbodyend\r\n";
+    assert_ne!(identity(with_nul), identity(dropped));
+    // A NUL in a piece longer than the hasher's buffer.
+    let mut long = b"Subject: l\r\n\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 20_000));
+    let mut served = long.clone();
+    long.push(0);
+    served.push(0x80);
+    assert_eq!(identity(&long), identity(&served));
+}
