@@ -18,6 +18,9 @@ pub enum Command {
     Capa,
     /// RFC 2595 §4.
     Stls,
+    /// RFC 6856 §2: UTF-8 mode, so the server serves messages as stored
+    /// (Courier wraps a message with raw 8-bit headers otherwise).
+    Utf8,
     /// RFC 1939 §7.
     User(String),
     /// RFC 1939 §7.
@@ -58,6 +61,7 @@ impl Command {
         match self {
             Command::Capa => "CAPA",
             Command::Stls => "STLS",
+            Command::Utf8 => "UTF8",
             Command::User(_) => "USER",
             Command::Pass(_) => "PASS",
             Command::Apop { .. } => "APOP",

@@ -18,6 +18,8 @@ pub struct Capabilities {
     pub uidl: bool,
     pub pipelining: bool,
     pub resp_codes: bool,
+    /// RFC 6856 §2: the server has a UTF-8 mode (the `UTF8` command).
+    pub utf8: bool,
     /// SASL mechanisms, upper-cased.
     pub sasl: Vec<String>,
     /// RFC 2449 §6.5: the minimum time between logins, when advertised.
@@ -52,6 +54,7 @@ pub fn capabilities(body: &[u8]) -> Capabilities {
             "UIDL" => caps.uidl = true,
             "PIPELINING" => caps.pipelining = true,
             "RESP-CODES" => caps.resp_codes = true,
+            "UTF8" => caps.utf8 = true,
             "SASL" => caps.sasl.extend(words.map(|m| m.to_ascii_uppercase())),
             "LOGIN-DELAY" => {
                 caps.login_delay = words
@@ -177,6 +180,15 @@ mod tests {
         assert!(caps.has_sasl("plain"));
         assert!(!caps.has_sasl("XOAUTH2"));
         assert_eq!(caps.lines.len(), 9);
+    }
+
+    /// Courier's CAPA, as it answered on 127.0.0.1 (issue #20 notes).
+    #[test]
+    fn courier_capa_offers_utf8() {
+        let body = b"STLS\r\nTOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\nUTF8 USER\r\nIMPLEMENTATION Courier Mail Server\r\n";
+        let caps = capabilities(body);
+        assert!(caps.utf8 && caps.pipelining && caps.uidl);
+        assert!(!capabilities(b"TOP\r\nUIDL\r\n").utf8);
     }
 
     #[test]

@@ -108,6 +108,9 @@ impl Pop3Session {
         if account.security == Security::Starttls {
             session.stls().await?;
         }
+        if session.caps.utf8 {
+            session.utf8().await?;
+        }
         session.login(account).await?;
         Ok(session)
     }
@@ -207,6 +210,21 @@ impl Pop3Session {
         self.conn.start_tls().await?;
         self.caps = self.capa().await?;
         Ok(())
+    }
+
+    /// RFC 6856 §2: `UTF8` (valid in the AUTHORIZATION state), so messages
+    /// come as stored. A server that lists UTF8 in CAPA but then refuses it
+    /// is logged and used as it is: what it serves is still a message.
+    async fn utf8(&mut self) -> Result<(), Pop3Error> {
+        self.send(&[Command::Utf8]).await?;
+        match self.read_status("UTF8").await? {
+            Status::Ok(_) => Ok(()),
+            Status::Err(refusal) => {
+                tracing::warn!(host = %self.host(), reply = %refusal.text, "the server offers UTF8 but refused it; its messages may come re-encoded");
+                Ok(())
+            }
+            Status::Continue(_) => Err(self.protocol("UTF8", "a continuation")),
+        }
     }
 
     /// Starts a public operation: refuses a poisoned session (or one whose
