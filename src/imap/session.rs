@@ -304,9 +304,18 @@ impl ImapSession {
     }
 
     /// RFC 3501 §6.1.2 NOOP: lets the server report news; keeps the session alive.
-    pub async fn noop(&mut self) -> Result<(), ImapError> {
+    /// Returns the message count of the selected mailbox when the server
+    /// reported one (`* n EXISTS`, RFC 3501 §7.3.1).
+    pub async fn noop(&mut self) -> Result<Option<u32>, ImapError> {
         let req = self.command("NOOP").finish();
-        self.run_ok("NOOP", &req).await.map(|_| ())
+        let (_, untagged) = self.run_ok("NOOP", &req).await?;
+        Ok(untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Exists(n) => Some(n),
+                _ => None,
+            })
+            .next_back())
     }
 
     /// RFC 3501 §6.1.3 LOGOUT: `* BYE` then the tagged OK; a server that

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::config::Account;
-use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession, SearchKey};
+use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession};
 use crate::pop3::{Pop3Error, Pop3Options, Pop3Session};
 use crate::sync::budget::{self, Problem};
 use crate::sync::ports::{
@@ -253,24 +253,6 @@ impl MailTarget for ImapTarget {
         }
     }
 
-    async fn search_size(
-        &mut self,
-        size: u64,
-        min_uid: Option<u32>,
-    ) -> Result<Vec<u32>, RouteError> {
-        let mut keys = vec![
-            SearchKey::Larger(size.saturating_sub(1)),
-            SearchKey::Smaller(size + 1),
-        ];
-        if let Some(uid) = min_uid {
-            keys.push(SearchKey::UidFrom(uid));
-        }
-        self.session
-            .uid_search(&keys)
-            .await
-            .map_err(|e| self.error(&e))
-    }
-
     async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
         let messages = self
             .session
@@ -303,7 +285,13 @@ impl MailTarget for ImapTarget {
     }
 
     async fn refresh(&mut self) -> Result<(), RouteError> {
-        self.session.noop().await.map_err(|e| self.error(&e))
+        let exists = self.session.noop().await.map_err(|e| self.error(&e))?;
+        // Messages stored since SELECT (ours, or a late APPEND of a killed
+        // process) are only found by message number if EXISTS follows them.
+        if let Some(exists) = exists {
+            self.exists = exists;
+        }
+        Ok(())
     }
 
     async fn logout(self) {

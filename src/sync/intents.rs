@@ -1,15 +1,28 @@
 //! Resolving leftover append intents (DESIGN.md §5 step 3): an intent left by
 //! a crash or a cut connection means "this APPEND may have happened". Before
-//! new work, look for it on the mailbox by size and identity: found, it is
-//! settled as appended; not found, the intent is dropped and the message will
-//! be appended again.
+//! new work, look for it on the mailbox by content: found, it is settled as
+//! appended; not found, the intent is dropped and the message will be
+//! appended again.
+//!
+//! A size is only ever a hint to choose which bodies to fetch first, never
+//! proof that a message is absent: servers store a message under another
+//! size than the one appended (Courier and GNU Mailutils compare the stored
+//! LF size in `SEARCH LARGER/SMALLER`, Mailutils strips `Status:` on
+//! APPEND). So the messages of the intent's exact size (as `FETCH
+//! RFC822.SIZE` reports it) are hashed first, then, where the mailbox is
+//! unchanged, every message stored since the intent was made.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use crate::ledger::Intent;
+use crate::message::Hash;
 use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, MailboxState, RouteError};
 use crate::sync::SharedLedger;
+
+/// Bodies per fetch while looking for intents.
+const BODIES_PER_FETCH: usize = 16;
 
 /// Resolves every leftover intent of the route's mailbox.
 pub async fn resolve<T: MailTarget>(
@@ -21,73 +34,119 @@ pub async fn resolve<T: MailTarget>(
     grace: std::time::Duration,
 ) -> Result<(), RouteError> {
     let key = &plan.key;
-    let intents = ledger.call(|l| l.pending_intents(&key.target, &key.mailbox))?;
-    if intents.is_empty() {
+    let mut open = ledger.call(|l| l.pending_intents(&key.target, &key.mailbox))?;
+    if open.is_empty() {
         return Ok(());
     }
-    tracing::info!(route = %plan.name, count = intents.len(), "resolving append intents left by an interrupted pass");
-    let mut unresolved = Vec::new();
-    for intent in intents {
-        match find(plan, state, target, &intent).await? {
-            Some(uid) => settle(ledger, &intent, uid, report)?,
-            None => unresolved.push(intent),
-        }
-    }
-    if unresolved.is_empty() {
+    tracing::info!(route = %plan.name, count = open.len(), "resolving append intents left by an interrupted pass");
+    look(plan, state, target, ledger, &mut open, report).await?;
+    if open.is_empty() {
         return Ok(());
     }
     // An APPEND a killed process had already sent can still be on its way
     // (in the kernel's socket buffer, or in the server's queue) and be
-    // stored a moment after the search above. Give it time, make the server
+    // stored a moment after the look above. Give it time, make the server
     // show what arrived, and look again before deciding it never happened.
     tokio::time::sleep(grace).await;
     target.refresh().await?;
-    for intent in unresolved {
-        match find(plan, state, target, &intent).await? {
-            Some(uid) => settle(ledger, &intent, uid, report)?,
-            None => {
-                ledger.call(|l| l.drop_intent(intent.id))?;
-                report.intents_dropped += 1;
-            }
-        }
+    look(plan, state, target, ledger, &mut open, report).await?;
+    for intent in open {
+        ledger.call(|l| l.drop_intent(intent.id))?;
+        report.intents_dropped += 1;
     }
     Ok(())
 }
 
-fn settle(
-    ledger: &SharedLedger,
-    intent: &Intent,
-    uid: NonZeroU32,
-    report: &mut PassReport,
-) -> Result<(), RouteError> {
-    ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))]))?;
-    report.intents_found += 1;
-    Ok(())
+/// The lowest UID the intent's message can have: from UIDNEXT before the
+/// APPEND when the mailbox is unchanged (same UIDVALIDITY); else any.
+fn min_uid(intent: &Intent, state: &MailboxState) -> Option<u32> {
+    let same_mailbox = intent.uidvalidity.map(NonZeroU32::get) == Some(state.uidvalidity);
+    same_mailbox
+        .then(|| intent.uidnext_before.map(NonZeroU32::get))
+        .flatten()
 }
 
-/// The UID of the message the intent was for, if it is on the mailbox.
-async fn find<T: MailTarget>(
+/// Settles every intent of `open` whose message is on the mailbox and
+/// leaves the others in `open`.
+async fn look<T: MailTarget>(
     plan: &RoutePlan,
     state: &MailboxState,
     target: &mut T,
-    intent: &Intent,
-) -> Result<Option<NonZeroU32>, RouteError> {
-    // Same UIDVALIDITY: only UIDs from UIDNEXT-before-the-APPEND on can be it.
-    // Otherwise the mailbox was renumbered: search all of it by size.
-    let same_mailbox = intent.uidvalidity.map(NonZeroU32::get) == Some(state.uidvalidity);
-    let min_uid = if same_mailbox {
-        intent.uidnext_before.map(NonZeroU32::get)
-    } else {
-        None
-    };
-    let candidates = target.search_size(intent.size, min_uid).await?;
-    for chunk in candidates.chunks(16) {
-        let chunk: Vec<(u32, u64)> = chunk.iter().map(|&uid| (uid, intent.size)).collect();
-        for (uid, bytes) in target.fetch(&chunk).await? {
-            if dedup_key(plan.identity, &bytes) == intent.hash {
-                return Ok(NonZeroU32::new(uid));
-            }
+    ledger: &SharedLedger,
+    open: &mut Vec<Intent>,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    let floors: Vec<Option<u32>> = open.iter().map(|i| min_uid(i, state)).collect();
+    let from = floors.iter().copied().min().flatten();
+    let sizes = target.sizes(from).await?;
+    let may_be = |uid: u32, i: usize| floors[i].is_none_or(|floor| uid >= floor);
+    // First the messages of an intent's exact size: the usual case.
+    let exact: Vec<(u32, u64)> = sizes
+        .iter()
+        .copied()
+        .filter(|&(uid, size)| (0..open.len()).any(|i| open[i].size == size && may_be(uid, i)))
+        .collect();
+    let mut hashes = HashMap::new();
+    hash_bodies(plan, target, &exact, &mut hashes).await?;
+    settle_found(ledger, open, &floors, &hashes, report)?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    // Then everything stored since an unchanged mailbox's intent was made.
+    let floors: Vec<Option<u32>> = open.iter().map(|i| min_uid(i, state)).collect();
+    let since: Vec<(u32, u64)> = sizes
+        .iter()
+        .copied()
+        .filter(|(uid, _)| !hashes.contains_key(uid))
+        .filter(|&(uid, _)| floors.iter().any(|f| f.is_some_and(|floor| uid >= floor)))
+        .collect();
+    hash_bodies(plan, target, &since, &mut hashes).await?;
+    settle_found(ledger, open, &floors, &hashes, report)
+}
+
+/// Fetches `messages` and records each one's identity under its UID.
+async fn hash_bodies<T: MailTarget>(
+    plan: &RoutePlan,
+    target: &mut T,
+    messages: &[(u32, u64)],
+    hashes: &mut HashMap<u32, Hash>,
+) -> Result<(), RouteError> {
+    for chunk in messages.chunks(BODIES_PER_FETCH) {
+        for (uid, bytes) in target.fetch(chunk).await? {
+            hashes.insert(uid, dedup_key(plan.identity, &bytes));
         }
     }
-    Ok(None)
+    Ok(())
+}
+
+/// Settles each intent of `open` whose hash is among `hashes` at a UID it
+/// can have (each UID settles one intent at most); keeps the rest open.
+fn settle_found(
+    ledger: &SharedLedger,
+    open: &mut Vec<Intent>,
+    floors: &[Option<u32>],
+    hashes: &HashMap<u32, Hash>,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    let mut by_uid: Vec<(&u32, &Hash)> = hashes.iter().collect();
+    by_uid.sort_unstable();
+    let mut claimed = std::collections::HashSet::new();
+    let mut still = Vec::new();
+    for (intent, floor) in std::mem::take(open).into_iter().zip(floors) {
+        let found = by_uid.iter().find(|(uid, hash)| {
+            **hash == intent.hash
+                && floor.is_none_or(|f| **uid >= f)
+                && !claimed.contains(*uid)
+        });
+        match found.and_then(|(uid, _)| NonZeroU32::new(**uid)) {
+            Some(uid) => {
+                claimed.insert(uid.get());
+                ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))]))?;
+                report.intents_found += 1;
+            }
+            None => still.push(intent),
+        }
+    }
+    *open = still;
+    Ok(())
 }

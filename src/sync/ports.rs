@@ -164,14 +164,6 @@ pub trait MailTarget {
         batch: &[Outgoing<'_>],
     ) -> AppendOutcome;
 
-    /// UIDs of messages of exactly `size` octets, with UID ≥ `min_uid` when
-    /// given.
-    async fn search_size(
-        &mut self,
-        size: u64,
-        min_uid: Option<u32>,
-    ) -> Result<Vec<u32>, RouteError>;
-
     /// The full bytes of these messages, given as (UID, size the server
     /// reported), so a large batch can be split by bytes.
     async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError>;

@@ -124,6 +124,24 @@ struct Mailbox {
     /// Batches started and not yet finished, now and at most.
     in_flight: usize,
     max_in_flight: usize,
+    /// Stores messages with LF line ends and reports that size, as Courier
+    /// and GNU Mailutils do.
+    store_lf: bool,
+}
+
+impl Mailbox {
+    /// Stores a message under the next UID, as the server would.
+    fn store(&mut self, bytes: &[u8]) -> u32 {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        let stored = if self.store_lf {
+            String::from_utf8_lossy(bytes).replace("\r\n", "\n").into_bytes()
+        } else {
+            bytes.to_vec()
+        };
+        self.messages.push((uid, stored));
+        uid
+    }
 }
 
 #[derive(Clone)]
@@ -188,9 +206,7 @@ impl MailTarget for FakeImap {
                     if mb.late_on_cut {
                         mb.late = Some(m.bytes.to_vec());
                     } else if mb.store_on_cut {
-                        let uid = mb.next_uid;
-                        mb.next_uid += 1;
-                        mb.messages.push((uid, m.bytes.to_vec()));
+                        mb.store(m.bytes);
                     }
                     mb.cut_after = None;
                     // This one was sent and not answered; the rest never left.
@@ -219,29 +235,13 @@ impl MailTarget for FakeImap {
                 });
                 continue;
             }
-            let uid = mb.next_uid;
-            mb.next_uid += 1;
-            mb.messages.push((uid, m.bytes.to_vec()));
+            let uid = mb.store(m.bytes);
             results.push(Appended::Stored { uid: Some(uid) });
         }
         AppendOutcome {
             results,
             error: None,
         }
-    }
-
-    async fn search_size(
-        &mut self,
-        size: u64,
-        min_uid: Option<u32>,
-    ) -> Result<Vec<u32>, RouteError> {
-        let mb = self.0.lock().unwrap();
-        Ok(mb
-            .messages
-            .iter()
-            .filter(|(uid, b)| b.len() as u64 == size && *uid >= min_uid.unwrap_or(0))
-            .map(|(uid, _)| *uid)
-            .collect())
     }
 
     async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
@@ -429,6 +429,34 @@ async fn lost_answer_after_a_stored_append_is_found_not_appended_again() {
         );
         assert!(pop.uidls().is_empty());
     }
+}
+
+/// Issue #20 defect 4: intents were looked for with `SEARCH LARGER n-1
+/// SMALLER n+1` on the appended (CRLF) size; Courier and GNU Mailutils store
+/// LF and compare that size, so every append in flight at a crash was made
+/// a second time.
+#[tokio::test]
+async fn intents_are_found_on_a_server_that_stores_another_size() {
+    let rig = rig();
+    let mail = corpus(20);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.store_lf = true;
+        mb.cut_after = Some(5);
+        mb.store_on_cut = true;
+    }
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, _) = pass(&rig, &p, &pop, &imap).await;
+    assert_eq!(r.unwrap_err().class, ErrorClass::Transient);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.intents_found, report.intents_dropped), (1, 0));
+    let lf = |b: &Vec<u8>| String::from_utf8_lossy(b).replace("\r\n", "\n");
+    let mut want: Vec<String> = mail.iter().map(|(_, b)| lf(b)).collect();
+    want.sort();
+    let got: Vec<String> = imap.bodies().iter().map(lf).collect();
+    assert_eq!(got, want, "exactly once");
 }
 
 #[tokio::test]
