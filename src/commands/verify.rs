@@ -154,8 +154,12 @@ impl Check {
         Ok(())
     }
 
-    /// Which of the records' hashes are on the mailbox, fetching only bodies
-    /// whose size matches one of them (all, when a size is unknown).
+    /// Which of the records' hashes are on the mailbox: first the bodies
+    /// whose size matches one of them (all, when a size is unknown), then,
+    /// while some record is still not found, every other body. A size is
+    /// only a hint: a server may store a message under another size than
+    /// the one appended (GNU Mailutils strips `Status:` on APPEND), and a
+    /// copy must never be reported missing for that.
     async fn by_content(
         &self,
         session: &mut ImapSession,
@@ -165,20 +169,34 @@ impl Check {
     ) -> Result<HashSet<Hash>, crate::imap::ImapError> {
         let any_size = records.iter().any(|r| r.size.is_none());
         let wanted: HashSet<u64> = records.iter().filter_map(|r| r.size).collect();
-        let mut candidates: Vec<(u32, u64)> = sizes
+        let (mut first, mut rest): (Vec<(u32, u64)>, Vec<(u32, u64)>) = sizes
             .iter()
-            .filter(|(_, size)| any_size || wanted.contains(size))
             .map(|(uid, size)| (*uid, *size))
-            .collect();
-        candidates.sort_unstable();
+            .partition(|(_, size)| any_size || wanted.contains(size));
+        first.sort_unstable();
+        rest.sort_unstable();
         let mut found = HashSet::new();
-        for chunk in candidates.chunks(100) {
+        self.hash_bodies(session, &first, &mut found, verdict).await?;
+        if records.iter().any(|r| !found.contains(&r.hash)) {
+            self.hash_bodies(session, &rest, &mut found, verdict).await?;
+        }
+        Ok(found)
+    }
+
+    async fn hash_bodies(
+        &self,
+        session: &mut ImapSession,
+        messages: &[(u32, u64)],
+        found: &mut HashSet<Hash>,
+        verdict: &mut MailboxVerdict,
+    ) -> Result<(), crate::imap::ImapError> {
+        for chunk in messages.chunks(100) {
             for message in session.uid_fetch_sized(chunk).await? {
                 verdict.bodies_fetched += 1;
                 found.insert(dedup_key(self.rule, &message.body));
             }
         }
-        Ok(found)
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::corpus;
 use super::dovecot::{Dovecot, User};
 
 /// How long one `mailferry` run may take before the test fails.
@@ -206,13 +207,14 @@ pub fn sorted(mut messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     messages
 }
 
-/// `n` ordinary messages plus the edge cases a migration meets, the big
-/// one 2.5 MB.
+/// `n` ordinary messages, then the realistic corpus
+/// ([`corpus::everything`]: MIME parts, 8-bit headers, odd line ends, ...,
+/// up to ~2 MB), then a few edge cases and, last, a big message of 2.5 MB.
 pub fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     corpus_with_big(tag, n, 40_000)
 }
 
-/// [`corpus`] with a big message of `big_lines` 64-byte lines.
+/// [`corpus`] with a big (last) message of `big_lines` 64-byte lines.
 pub fn corpus_with_big(tag: &str, n: usize, big_lines: usize) -> Vec<Vec<u8>> {
     let mut mail: Vec<Vec<u8>> = (0..n)
         .map(|i| {
@@ -224,6 +226,7 @@ pub fn corpus_with_big(tag: &str, n: usize, big_lines: usize) -> Vec<Vec<u8>> {
             .into_bytes()
         })
         .collect();
+    mail.extend(corpus::everything(tag));
     mail.push(format!("Subject: {tag} no message-id\n\nNo Message-ID here.\n").into_bytes());
     let mut eight_bit = format!("Subject: {tag} 8-bit ").into_bytes();
     eight_bit.extend_from_slice(b"\xc3\xa4\xff header\nX-Nul: a\0b\n\nbody \xe9\n");
