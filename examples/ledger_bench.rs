@@ -91,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .zip(1u32..)
                 .map(|(id, uid)| (*id, NonZeroU32::new(uid)))
                 .collect();
-            ledger.settle_appended(&appended)?;
+            ledger.settle_appended(&appended, false)?;
         }
         let e = t.elapsed();
         println!(

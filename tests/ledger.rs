@@ -54,7 +54,7 @@ fn copy(ledger: &mut Ledger, route: &RouteKey, uidl: &str, h: Hash, uid: u32) ->
         uidvalidity: nz(7),
         uidnext_before: nz(uid),
     }])?;
-    ledger.settle_appended(&[(ids[0], nz(uid))])?;
+    ledger.settle_appended(&[(ids[0], nz(uid))], true)?;
     Ok(())
 }
 
@@ -196,7 +196,7 @@ fn intents_survive_kill_9_and_lock_names_holder() -> TestResult {
     );
     assert_eq!((intent.uidvalidity, intent.uidnext_before), (nz(7), nz(40)));
     assert_eq!(ledger.route_status(&inbox())?.pending_intents, 1);
-    ledger.settle_appended(&[(intent.id, nz(41))])?;
+    ledger.settle_appended(&[(intent.id, nz(41))], true)?;
     assert!(ledger.pending_intents("new", "INBOX")?.is_empty());
     Ok(())
 }
@@ -408,7 +408,7 @@ fn settle_is_atomic() -> TestResult {
         uidnext_before: nz(10),
     }])?;
     let bogus = mailferry::ledger::IntentId(ids[0].0 + 1000);
-    let err = l.settle_appended(&[(ids[0], nz(10)), (bogus, None)]).err();
+    let err = l.settle_appended(&[(ids[0], nz(10)), (bogus, None)], true).err();
     assert!(err.is_some());
     assert_eq!(l.pending_intents("new", "INBOX")?.len(), 1);
     assert!(!l.has_hash("new", "INBOX", &hash(1))?);
@@ -417,7 +417,7 @@ fn settle_is_atomic() -> TestResult {
         Some(DeliveryState::Seen)
     );
 
-    l.settle_appended(&[(ids[0], nz(10))])?;
+    l.settle_appended(&[(ids[0], nz(10))], true)?;
     assert!(l.pending_intents("new", "INBOX")?.is_empty());
     assert_eq!(
         l.delivery(&r, "a")?.map(|d| d.state),

@@ -13,6 +13,7 @@ use crate::config::{Config, IdentityRule, Route};
 use crate::imap::ImapSession;
 use crate::ledger::{Ledger, LedgerError, TargetMessage};
 use crate::message::Hash;
+use crate::sync::confirm::by_size_first;
 use crate::sync::pass::dedup_key;
 
 /// What `verify` found for one target mailbox.
@@ -167,14 +168,8 @@ impl Check {
         sizes: &HashMap<u32, u64>,
         verdict: &mut MailboxVerdict,
     ) -> Result<HashSet<Hash>, crate::imap::ImapError> {
-        let any_size = records.iter().any(|r| r.size.is_none());
-        let wanted: HashSet<u64> = records.iter().filter_map(|r| r.size).collect();
-        let (mut first, mut rest): (Vec<(u32, u64)>, Vec<(u32, u64)>) = sizes
-            .iter()
-            .map(|(uid, size)| (*uid, *size))
-            .partition(|(_, size)| any_size || wanted.contains(size));
-        first.sort_unstable();
-        rest.sort_unstable();
+        let (first, rest) =
+            by_size_first(sizes, records.iter().map(|r| r.size), &HashSet::new());
         let mut found = HashSet::new();
         self.hash_bodies(session, &first, &mut found, verdict).await?;
         if records.iter().any(|r| !found.contains(&r.hash)) {

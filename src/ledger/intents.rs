@@ -34,10 +34,14 @@ const ENSURE_SOURCE_MESSAGE: &str = "
     INSERT INTO source_message (source, uidl, first_seen_ms) VALUES (?1, ?2, ?3)
     ON CONFLICT DO NOTHING";
 
+/// `?7`: when the copy was seen again (an intent found in a later session),
+/// else NULL (an APPEND's OK: confirmed by a later session, see 0004).
 const SET_COPIED: &str = "
-    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, last_error, updated_ms)
-    VALUES (?1, ?2, ?3, ?4, 'copied', 0, NULL, ?5)
-    ON CONFLICT DO UPDATE SET state = 'copied', last_error = NULL, updated_ms = excluded.updated_ms";
+    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, last_error, updated_ms,
+                          target_hash, confirmed_ms)
+    VALUES (?1, ?2, ?3, ?4, 'copied', 0, NULL, ?5, ?6, ?7)
+    ON CONFLICT DO UPDATE SET state = 'copied', last_error = NULL, updated_ms = excluded.updated_ms,
+        target_hash = excluded.target_hash, confirmed_ms = excluded.confirmed_ms";
 
 const DELETE_INTENT: &str = "DELETE FROM append_intent WHERE id = ?1";
 
@@ -77,7 +81,14 @@ impl Ledger {
     /// when offered), in one durable transaction: per intent, the target
     /// message is recorded, the delivery becomes `copied`, the intent is
     /// dropped. An unknown id fails the whole batch and changes nothing.
-    pub fn settle_appended(&mut self, appended: &[(IntentId, Option<NonZeroU32>)]) -> Result<()> {
+    /// `seen_again`: the copies were found in a session opened after the
+    /// one that appended them (intent resolution), so they are durable;
+    /// otherwise they wait for [`Ledger::confirm_copies`].
+    pub fn settle_appended(
+        &mut self,
+        appended: &[(IntentId, Option<NonZeroU32>)],
+        seen_again: bool,
+    ) -> Result<()> {
         let now = self.now_ms();
         let path = &self.path;
         let tx = write_tx(&mut self.conn, path)?;
@@ -106,9 +117,18 @@ impl Ledger {
             tx.prepare_cached(ENSURE_SOURCE_MESSAGE)
                 .and_then(|mut s| s.execute(params![r.source, intent.uidl, now]))
                 .ctx(path, "settle intent")?;
+            let confirmed = seen_again.then_some(now);
             tx.prepare_cached(SET_COPIED)
                 .and_then(|mut s| {
-                    s.execute(params![r.source, r.target, r.mailbox, intent.uidl, now])
+                    s.execute(params![
+                        r.source,
+                        r.target,
+                        r.mailbox,
+                        intent.uidl,
+                        now,
+                        hash,
+                        confirmed
+                    ])
                 })
                 .ctx(path, "settle intent")?;
             tx.prepare_cached(DELETE_INTENT)

@@ -31,6 +31,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../../state/migrations/0003_downloaded.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../state/migrations/0004_confirmed.sql"),
+    },
 ];
 
 /// `PRAGMA application_id` of a mailferry ledger ("MFLG"): tells our file

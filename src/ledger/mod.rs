@@ -22,6 +22,7 @@
 //! `runs.rs` (runs and status), `maintenance.rs` (backup, integrity check),
 //! `sql.rs` (value conversions).
 
+mod confirm;
 mod error;
 mod intents;
 mod lock;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use confirm::Unconfirmed;
 pub use error::{LedgerError, Result};
 pub use maintenance::LedgerCheck;
 pub use pause::{Pause, WindowUse};

@@ -65,7 +65,7 @@ const DELETABLE: &str = "
           SELECT 1 FROM delivery AS d
           WHERE d.source = s.source AND d.uidl = s.uidl
             AND d.target = r.value ->> 0 AND d.mailbox = r.value ->> 1
-            AND d.state IN ('copied', 'duplicate')))
+            AND (d.state = 'duplicate' OR (d.state = 'copied' AND d.confirmed_ms IS NOT NULL))))
     ORDER BY s.uidl";
 
 const DELIVERY: &str = "

@@ -165,6 +165,7 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
     Ok(ImapTarget {
         session,
         account: account.name.clone(),
+        login: account.clone(),
         exists: 0,
     })
 }
@@ -173,6 +174,8 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
 pub struct ImapTarget {
     session: ImapSession,
     account: String,
+    /// The account, to log in again ([`MailTarget::reopen`]).
+    login: Account,
     /// Messages in the selected mailbox when it was selected.
     exists: u32,
 }
@@ -282,6 +285,17 @@ impl MailTarget for ImapTarget {
             .uid_fetch_message_ids(uids)
             .await
             .map_err(|e| self.error(&e))
+    }
+
+    async fn reopen(&mut self, mailbox: &str) -> Result<MailboxState, RouteError> {
+        let fresh = ImapSession::connect(&self.login)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let old = std::mem::replace(&mut self.session, fresh);
+        // The old session ends before the new one looks: a server may only
+        // write (or lose) what it acknowledged at CLOSE/LOGOUT.
+        let _ = old.logout().await;
+        self.open_mailbox(mailbox).await
     }
 
     async fn refresh(&mut self) -> Result<(), RouteError> {

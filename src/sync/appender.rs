@@ -402,7 +402,7 @@ impl<T: MailTarget> Appender<'_, T> {
         }
         // Never sent, so certainly not stored: no intent to resolve later.
         to_drop.extend(ids.iter().skip(results.len()).copied());
-        self.ledger.call(|l| l.settle_appended(&stored))?;
+        self.ledger.call(|l| l.settle_appended(&stored, false))?;
         self.report.pending = self.report.pending.saturating_sub(stored.len() as u64);
         if !refused.is_empty() {
             for (_, outcome) in &refused {

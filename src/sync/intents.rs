@@ -141,7 +141,7 @@ fn settle_found(
         match found.and_then(|(uid, _)| NonZeroU32::new(**uid)) {
             Some(uid) => {
                 claimed.insert(uid.get());
-                ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))]))?;
+                ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))], true))?;
                 report.intents_found += 1;
             }
             None => still.push(intent),

@@ -6,6 +6,7 @@
 pub mod adapters;
 mod appender;
 pub mod budget;
+pub mod confirm;
 pub mod index;
 pub mod intents;
 pub mod limits;

@@ -147,6 +147,9 @@ pub struct PassReport {
     /// not found (to be appended again).
     pub intents_found: u64,
     pub intents_dropped: u64,
+    /// Copies the target acknowledged that a later session did not show:
+    /// decided again (copied again), never deleted from the source.
+    pub copies_lost: u64,
     pub seconds: f64,
 }
 
@@ -176,6 +179,9 @@ where
         change = note_uidvalidity(plan, &state, ledger)?;
         let grace = options.late_append_grace;
         crate::sync::intents::resolve(plan, &state, target, ledger, report, grace).await?;
+        if !options.reconcile {
+            crate::sync::confirm::confirm(plan, target, ledger, report).await?;
+        }
     }
     let mut source = connect_source().await?;
     report.login_delay = source.login_delay();
@@ -191,7 +197,13 @@ where
     )
     .await;
     let result = match result {
-        Ok(listing) => finish_source(plan, source, &listing, ledger, options, report).await,
+        Ok(listing) => match confirm_before_delete(plan, target, ledger, options, report).await {
+            Ok(()) => finish_source(plan, source, &listing, ledger, options, report).await,
+            Err(e) => {
+                source.quit().await;
+                Err(e)
+            }
+        },
         Err(e) => {
             source.quit().await;
             Err(e)
@@ -199,6 +211,25 @@ where
     };
     report.seconds = started.elapsed().as_secs_f64();
     result
+}
+
+/// Before a DELE in this pass: the copies it made are seen again in a new
+/// target session (the appending one ended first), so an acknowledged
+/// APPEND the server then lost is never the reason a source message goes.
+async fn confirm_before_delete<T: MailTarget>(
+    plan: &RoutePlan,
+    target: &mut T,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
+    let deleting = !matches!(plan.delete, DeletePolicy::Never);
+    if options.dry_run || options.reconcile || !deleting || report.counts.copied == 0 {
+        return Ok(());
+    }
+    let state = target.reopen(&plan.key.mailbox).await?;
+    note_uidvalidity(plan, &state, ledger)?;
+    crate::sync::confirm::confirm(plan, target, ledger, report).await
 }
 
 /// Keeps the messages of `todo` (in order) whose LIST sizes fit in what is

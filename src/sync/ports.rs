@@ -180,6 +180,11 @@ pub trait MailTarget {
         Ok(uids.iter().map(|&u| (u, None)).collect())
     }
 
+    /// Ends this session (LOGOUT) and logs in again with `mailbox`
+    /// selected: what the new session shows was stored, not only
+    /// acknowledged.
+    async fn reopen(&mut self, mailbox: &str) -> Result<MailboxState, RouteError>;
+
     /// Makes the server report what changed in the selected mailbox (NOOP),
     /// so a search sees messages other sessions stored meanwhile.
     async fn refresh(&mut self) -> Result<(), RouteError> {

@@ -258,6 +258,7 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     total.target_indexed += pass.target_indexed;
     total.intents_found += pass.intents_found;
     total.intents_dropped += pass.intents_dropped;
+    total.copies_lost += pass.copies_lost;
     total.seconds += pass.seconds;
 }
 

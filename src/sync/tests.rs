@@ -127,6 +127,11 @@ struct Mailbox {
     /// Stores messages with LF line ends and reports that size, as Courier
     /// and GNU Mailutils do.
     store_lf: bool,
+    /// At the next session's start, keeps only this many messages: GNU
+    /// Mailutils' imap4d acknowledges APPENDs and loses them at LOGOUT.
+    lose_on_reopen: Option<usize>,
+    /// Sessions ended and opened again.
+    reopened: usize,
 }
 
 impl Mailbox {
@@ -263,6 +268,17 @@ impl MailTarget for FakeImap {
             .filter(|(u, _)| *u >= from_uid.unwrap_or(0))
             .map(|(u, b)| (*u, b.len() as u64))
             .collect())
+    }
+
+    async fn reopen(&mut self, mailbox: &str) -> Result<MailboxState, RouteError> {
+        {
+            let mut mb = self.0.lock().unwrap();
+            mb.reopened += 1;
+            if let Some(keep) = mb.lose_on_reopen.take() {
+                mb.messages.truncate(keep);
+            }
+        }
+        self.open_mailbox(mailbox).await
     }
 
     async fn refresh(&mut self) -> Result<(), RouteError> {
@@ -429,6 +445,48 @@ async fn lost_answer_after_a_stored_append_is_found_not_appended_again() {
         );
         assert!(pop.uidls().is_empty());
     }
+}
+
+/// Issue #20 defect 6: GNU Mailutils answered every APPEND with OK and kept
+/// one message at LOGOUT; each OK was taken as durable and 145 messages were
+/// deleted from the source though stored nowhere.
+#[tokio::test]
+async fn copies_acknowledged_then_lost_are_made_again_and_never_deleted_meanwhile() {
+    let rig = rig();
+    let mail = corpus(10);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    imap.0.lock().unwrap().lose_on_reopen = Some(1);
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 10, "{report:?}");
+    assert_eq!(report.copies_lost, 9, "{report:?}");
+    assert_eq!(report.counts.deleted, 1, "only the copy seen again: {report:?}");
+    assert_eq!(pop.uidls().len(), 9, "the lost copies' originals stay");
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 9, "copied again: {report:?}");
+    assert_eq!(report.counts.deleted, 9, "{report:?}");
+    assert!(pop.uidls().is_empty());
+    assert_eq!(imap.bodies(), sorted(&mail), "exactly once");
+}
+
+/// A copy is deleted from the source only once a later session showed it:
+/// a pass that copies with `after-copy` opens the target again first.
+#[tokio::test]
+async fn after_copy_deletes_only_what_a_new_target_session_shows() {
+    let rig = rig();
+    let mail = corpus(6);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(imap.0.lock().unwrap().reopened, 1);
+    assert_eq!(report.counts.deleted, 6, "{report:?}");
+    // Nothing copied: no second session.
+    let (r, _) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(imap.0.lock().unwrap().reopened, 1);
 }
 
 /// Issue #20 defect 4: intents were looked for with `SEARCH LARGER n-1

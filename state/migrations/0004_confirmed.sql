@@ -1,0 +1,16 @@
+-- 0004_confirmed: a copy counts as durable only once it was seen again.
+--
+-- A server may acknowledge an APPEND and then lose it (GNU Mailutils' imap4d
+-- kept 1 of 146 acknowledged messages). A DELE from the source is allowed
+-- only for a copy seen on the target in a session opened after the one that
+-- appended it: confirmed_ms records when. target_hash is the route's dedup key
+-- under which the copy is recorded in target_message (the content identity,
+-- or the Message-ID key for identity = "message-id"), so a copy found lost
+-- can be forgotten there too and made again.
+ALTER TABLE delivery ADD COLUMN confirmed_ms INTEGER;  -- NULL: copied, not yet seen again
+ALTER TABLE delivery ADD COLUMN target_hash BLOB CHECK (target_hash IS NULL OR length(target_hash) = 32);
+
+-- Copies made before this version were trusted on the APPEND's OK; they
+-- keep that trust rather than be checked long after (a user may have
+-- deleted them on the target since, on purpose).
+UPDATE delivery SET confirmed_ms = updated_ms WHERE state = 'copied';
