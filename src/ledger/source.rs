@@ -51,8 +51,18 @@ const SETTLED: &str = "
     SELECT d.uidl FROM json_each(?4) AS j
     CROSS JOIN delivery AS d
       ON d.source = ?1 AND d.target = ?2 AND d.mailbox = ?3 AND d.uidl = j.value
-    WHERE d.state IN ('copied', 'duplicate', 'skipped')
-       OR (d.state = 'failed' AND d.attempts >= ?5)";
+    WHERE (d.state IN ('copied', 'duplicate', 'skipped')
+           OR (d.state = 'failed' AND d.attempts >= ?5))
+      AND NOT EXISTS (
+        SELECT 1 FROM source_message AS s
+        WHERE s.source = ?1 AND s.uidl = d.uidl AND s.deleted_ms IS NOT NULL)";
+
+/// UIDLs among `?2` whose message the source deleted: listed again, the
+/// UIDL names another message (popa3d derives UIDLs from headers).
+const DELETED_AMONG: &str = "
+    SELECT s.uidl FROM json_each(?2) AS j
+    CROSS JOIN source_message AS s ON s.source = ?1 AND s.uidl = j.value
+    WHERE s.deleted_ms IS NOT NULL";
 
 /// `?3` is a JSON array of `[target, mailbox]` pairs: the message must be
 /// copied or duplicate on every one of them.
@@ -166,7 +176,9 @@ impl Ledger {
     }
 
     /// Which of `uidls` are settled on `route` and need no download: copied,
-    /// duplicate, skipped, or failed at least `max_attempts` times. One
+    /// duplicate, skipped, or failed at least `max_attempts` times, and
+    /// not deleted from the source (a deleted message's UIDL listed again
+    /// names another message). One
     /// statement whatever the number of UIDLs (the no-op poll of a large
     /// leave-on-server maildrop, DESIGN.md §6).
     pub fn settled<S: AsRef<str>>(
@@ -194,6 +206,27 @@ impl Ledger {
             .ctx(path, "look up settled")?;
         rows.collect::<rusqlite::Result<_>>()
             .ctx(path, "look up settled")
+    }
+
+    /// Which of `uidls` name a message `source` deleted already: listed
+    /// again, such a UIDL belongs to another message.
+    pub fn deleted_among<S: AsRef<str>>(
+        &self,
+        source: &str,
+        uidls: &[S],
+    ) -> Result<HashSet<String>> {
+        let path = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare_cached(DELETED_AMONG)
+            .ctx(path, "look up deleted")?;
+        let rows = stmt
+            .query_map(params![source, json_strings(uidls)], |row| {
+                row.get::<_, String>(0)
+            })
+            .ctx(path, "look up deleted")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx(path, "look up deleted")
     }
 
     /// UIDLs of `source` that may be deleted from it: copied or duplicate on

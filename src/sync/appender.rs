@@ -30,6 +30,12 @@ pub(super) struct Appender<'a, T: MailTarget> {
     pub(super) ledger: &'a SharedLedger,
     pub(super) options: &'a PassOptions,
     pub(super) uidl_of: &'a HashMap<u32, &'a str>,
+    /// Messages whose UIDL cannot name them alone (listed twice, or once a
+    /// deleted message's): recorded under UIDL and content, see
+    /// [`content_key`].
+    pub(super) by_content: &'a HashSet<u32>,
+    /// The keys given to those messages, by message number.
+    pub(super) keys: HashMap<u32, String>,
     pub(super) report: &'a mut PassReport,
     pub(super) index: TargetIndex,
     /// When appending began, for pacing.
@@ -125,10 +131,12 @@ impl<T: MailTarget> Appender<'_, T> {
         let mut ready: Vec<Ready> = Vec::new();
         for fetched in batch {
             let (msgno, bytes, reservation) = fetched.into_parts();
-            let Some(uidl) = self.uidl_of.get(&msgno) else {
+            let Some(&uidl) = self.uidl_of.get(&msgno) else {
                 continue;
             };
+            let by_content = self.by_content.contains(&msgno);
             match bytes {
+                Err(problem) if by_content => problems.push((format!("{uidl} #unread"), problem)),
                 Err(problem) => problems.push((uidl.to_string(), problem)),
                 Ok(raw) => {
                     self.report.downloaded += raw.len() as u64;
@@ -139,8 +147,15 @@ impl<T: MailTarget> Appender<'_, T> {
                         std::borrow::Cow::Owned(fixed) => fixed,
                     };
                     let hash = dedup_key(self.plan.identity, &bytes);
+                    let key = if by_content {
+                        let key = content_key(uidl, &bytes);
+                        self.keys.insert(msgno, key.clone());
+                        key
+                    } else {
+                        uidl.to_string()
+                    };
                     ready.push(Ready {
-                        uidl: uidl.to_string(),
+                        uidl: key,
                         bytes,
                         hash,
                         _budget: reservation,
@@ -446,4 +461,13 @@ fn batch_bytes(batch: &[Fetched]) -> u64 {
         .iter()
         .map(|m| m.bytes.as_ref().map_or(0, |b| b.len() as u64))
         .sum()
+}
+
+/// The ledger key of a message whose UIDL cannot name it alone: the UIDL and
+/// the first 64 bits of its content identity, so one message's state never
+/// stands for another's. Such messages are downloaded at every pass (their
+/// key is known only from their content).
+pub(crate) fn content_key(uidl: &str, bytes: &[u8]) -> String {
+    let hex = message::identity(bytes).to_hex();
+    format!("{uidl} #{}", &hex[..16])
 }

@@ -306,38 +306,117 @@ async fn transfer<S: MailSource, T: MailTarget>(
     cancel: &CancellationToken,
     report: &mut PassReport,
 ) -> Result<Vec<Listed>, RouteError> {
-    let listing = source.list().await?;
+    let mut listing = source.list().await?;
     let uidls: Vec<&str> = listing.iter().map(|m| m.uidl.as_str()).collect();
     let settled = ledger.call(|l| l.settled(&plan.key, &uidls, options.max_attempts))?;
+    let repeated = repeated_uidls(&listing);
     let mut todo: Vec<Listed> = listing
         .iter()
-        .filter(|m| !settled.contains(&m.uidl))
+        .filter(|m| repeated.contains(&m.uidl) || !settled.contains(&m.uidl))
         .cloned()
         .collect();
+    let by_content = told_apart_by_content(plan, &todo, &repeated, ledger)?;
+    let mut keys = HashMap::new();
+    let result = transfer_todo(
+        plan,
+        (state, change),
+        (source, &mut todo, &by_content, &mut keys),
+        target,
+        ledger,
+        options,
+        cancel,
+        report,
+    )
+    .await;
+    // A message told apart by content is deleted only under the key its
+    // downloaded content gave it in this very session.
+    for m in &mut listing {
+        if by_content.contains(&m.msgno) {
+            m.uidl = keys
+                .remove(&m.msgno)
+                .unwrap_or_else(|| format!("{} #undecided", m.uidl));
+        }
+    }
+    result.map(|()| listing)
+}
+
+/// UIDLs the listing gives to more than one message (RFC 1939 says they are
+/// unique; popa3d derives them from headers, GNU Mailutils takes a
+/// message's own `X-UIDL:`).
+fn repeated_uidls(listing: &[Listed]) -> HashSet<String> {
+    let mut once = HashSet::new();
+    listing
+        .iter()
+        .filter(|m| !once.insert(m.uidl.as_str()))
+        .map(|m| m.uidl.clone())
+        .collect()
+}
+
+/// Message numbers among `todo` whose UIDL cannot name them alone: listed
+/// twice, or once a deleted message's. They are keyed by UIDL and content.
+fn told_apart_by_content(
+    plan: &RoutePlan,
+    todo: &[Listed],
+    repeated: &HashSet<String>,
+    ledger: &SharedLedger,
+) -> Result<HashSet<u32>, RouteError> {
+    let uidls: Vec<&str> = todo.iter().map(|m| m.uidl.as_str()).collect();
+    let deleted = if uidls.is_empty() {
+        HashSet::new()
+    } else {
+        ledger.call(|l| l.deleted_among(&plan.key.source, &uidls))?
+    };
+    let by_content: HashSet<u32> = todo
+        .iter()
+        .filter(|m| repeated.contains(&m.uidl) || deleted.contains(&m.uidl))
+        .map(|m| m.msgno)
+        .collect();
+    if !by_content.is_empty() {
+        tracing::warn!(route = %plan.name, messages = by_content.len(), repeated = repeated.len(), "the source gives one UIDL to several messages (or reuses a deleted message's): they are told apart by content and downloaded at every pass");
+    }
+    Ok(by_content)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn transfer_todo<S: MailSource, T: MailTarget>(
+    plan: &RoutePlan,
+    (state, change): (&MailboxState, &UidValidityChange),
+    (source, todo, by_content, keys): (
+        &mut S,
+        &mut Vec<Listed>,
+        &HashSet<u32>,
+        &mut HashMap<u32, String>,
+    ),
+    target: &mut T,
+    ledger: &SharedLedger,
+    options: &PassOptions,
+    cancel: &CancellationToken,
+    report: &mut PassReport,
+) -> Result<(), RouteError> {
     if !todo.is_empty() {
         // Sizes only for what will be downloaded: a no-op poll of a large
         // leave-on-server maildrop costs one UIDL and the ledger lookup.
         let msgnos: Vec<u32> = todo.iter().map(|m| m.msgno).collect();
         let sizes = source.sizes(&msgnos).await?;
-        for m in &mut todo {
+        for m in todo.iter_mut() {
             m.size = sizes.get(&m.msgno).copied().unwrap_or(m.size);
         }
     }
     report.pending = todo.len() as u64;
-    tracing::info!(route = %plan.name, on_source = listing.len(), to_fetch = todo.len(), "source listed");
+    tracing::info!(route = %plan.name, to_fetch = todo.len(), "source listed");
     if options.dry_run {
         report.would_copy = todo.len() as u64;
         report.would_copy_bytes = todo.iter().map(|m| m.size).sum();
-        return Ok(listing);
+        return Ok(());
     }
     if todo.is_empty() {
-        return Ok(listing);
+        return Ok(());
     }
     // Stopping at the download budget still lets this pass settle and delete
     // what it did: the runner turns the flag into a pause afterwards.
-    report.download_spent = within_download_budget(plan, &mut todo, ledger, options, report)?;
+    report.download_spent = within_download_budget(plan, todo, ledger, options, report)?;
     if todo.is_empty() {
-        return Ok(listing);
+        return Ok(());
     }
     if let Some(p) = &options.progress {
         p.start(
@@ -347,6 +426,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         );
     }
     let index = TargetIndex::build(plan, *change, state, target, ledger, options.reconcile).await?;
+    let todo = &*todo;
     report.target_indexed = index.indexed();
     let uidl_of: HashMap<u32, &str> = todo.iter().map(|m| (m.msgno, m.uidl.as_str())).collect();
     let wanted: Vec<(u32, u64)> = todo.iter().map(|m| (m.msgno, m.size)).collect();
@@ -358,6 +438,8 @@ async fn transfer<S: MailSource, T: MailTarget>(
         ledger,
         options,
         uidl_of: &uidl_of,
+        by_content,
+        keys: HashMap::new(),
         report,
         index,
         started: std::time::Instant::now(),
@@ -369,6 +451,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         result
     };
     let (fetched, appended) = tokio::join!(fetch, appender.run(rx, cancel));
+    *keys = std::mem::take(&mut appender.keys);
     appended?;
     fetched?;
     if cancel.is_cancelled() {
@@ -377,7 +460,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
             "stopped by a signal",
         ));
     }
-    Ok(listing)
+    Ok(())
 }
 
 /// Applies the delete policy, then ends the POP3 session. Only messages

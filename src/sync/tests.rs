@@ -447,6 +447,48 @@ async fn lost_answer_after_a_stored_append_is_found_not_appended_again() {
     }
 }
 
+/// Issue #20 defect 2: popa3d derives UIDLs from headers, so distinct
+/// messages shared one; the ledger keyed a message by UIDL, so one copied
+/// message made its refused namesake "copied" too and both were deleted.
+/// And a new message arriving under a deleted message's UIDL was never
+/// copied.
+#[tokio::test]
+async fn one_uidl_for_several_messages_never_lets_one_stand_for_another() {
+    let rig = rig();
+    let (a, b, c) = (msg(1), b"Subject: poison b\r\n\r\nb\r\n".to_vec(), msg(3));
+    let pop = FakePop::with(&[("dup", &a), ("dup", &b), ("u3", &c)]);
+    let imap = FakeImap::new();
+    imap.0.lock().unwrap().refuse = Some("poison");
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.failed), (2, 1));
+    assert_eq!(pop.uidls(), ["dup"], "the refused namesake stays");
+    assert_eq!(pop.0.lock().unwrap().messages[0].1, b, "and it is that one");
+    imap.0.lock().unwrap().refuse = None;
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.deleted), (1, 1));
+    assert!(pop.uidls().is_empty());
+    // A new message under the UIDL of one deleted before.
+    let d = msg(4);
+    pop.0.lock().unwrap().messages.push(("u3".into(), d.clone()));
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 1, "{report:?}");
+    let mut want = vec![a, b, c, d];
+    want.sort();
+    assert_eq!(imap.bodies(), want, "each exactly once");
+    // Messages sharing a UIDL, left on the source, are not copied twice.
+    let p = plan("src2", "INBOX", DeletePolicy::Never);
+    let pop = FakePop::with(&[("same", &msg(5)), ("same", &msg(6))]);
+    for copied in [2, 0] {
+        let (r, report) = pass(&rig, &p, &pop, &imap).await;
+        r.unwrap();
+        assert_eq!(report.counts.copied, copied, "{report:?}");
+    }
+}
+
 /// Issue #20 defect 6: GNU Mailutils answered every APPEND with OK and kept
 /// one message at LOGOUT; each OK was taken as durable and 145 messages were
 /// deleted from the source though stored nowhere.
