@@ -408,7 +408,9 @@ fn settle_is_atomic() -> TestResult {
         uidnext_before: nz(10),
     }])?;
     let bogus = mailferry::ledger::IntentId(ids[0].0 + 1000);
-    let err = l.settle_appended(&[(ids[0], nz(10)), (bogus, None)], true).err();
+    let err = l
+        .settle_appended(&[(ids[0], nz(10)), (bogus, None)], true)
+        .err();
     assert!(err.is_some());
     assert_eq!(l.pending_intents("new", "INBOX")?.len(), 1);
     assert!(!l.has_hash("new", "INBOX", &hash(1))?);

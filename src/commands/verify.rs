@@ -168,12 +168,13 @@ impl Check {
         sizes: &HashMap<u32, u64>,
         verdict: &mut MailboxVerdict,
     ) -> Result<HashSet<Hash>, crate::imap::ImapError> {
-        let (first, rest) =
-            by_size_first(sizes, records.iter().map(|r| r.size), &HashSet::new());
+        let (first, rest) = by_size_first(sizes, records.iter().map(|r| r.size), &HashSet::new());
         let mut found = HashSet::new();
-        self.hash_bodies(session, &first, &mut found, verdict).await?;
+        self.hash_bodies(session, &first, &mut found, verdict)
+            .await?;
         if records.iter().any(|r| !found.contains(&r.hash)) {
-            self.hash_bodies(session, &rest, &mut found, verdict).await?;
+            self.hash_bodies(session, &rest, &mut found, verdict)
+                .await?;
         }
         Ok(found)
     }

@@ -110,6 +110,16 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, Undecodable> {
     if let Some(reply) = decode_codec(frame) {
         return Ok(reply);
     }
+    // Servers send message bodies the grammar refuses in a FETCH of
+    // `BODY[]`: a literal8 (`~{n}`, Cyrus) or a NUL in a plain literal
+    // (RFC 3501 §4.3). Read them as a plain literal with each NUL as 0x80,
+    // as Dovecot sends it and as the message identity hashes it. Only such
+    // frames are copied.
+    if let Some(plain) = plain_literals(frame) {
+        if let Some(reply) = decode_codec(&plain) {
+            return Ok(reply);
+        }
+    }
     // Only status lines may be retried with 8-bit text masked: in data
     // (a LIST name, a FETCH body) masking would change the meaning. A
     // status line has no literal, so a frame of several lines (which may
@@ -123,6 +133,56 @@ pub fn decode_reply(frame: &[u8]) -> Result<Reply, Undecodable> {
         }
     }
     Err(undecodable(frame))
+}
+
+/// The frame with every literal8 announcement (`~{n}`) made a plain one and
+/// every NUL inside a literal made 0x80; `None` when there is none of
+/// either (or the frame's literals do not add up).
+fn plain_literals(frame: &[u8]) -> Option<Vec<u8>> {
+    if !frame.contains(&0) && !frame.windows(2).any(|w| w == b"~{") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(frame.len());
+    let mut at = 0;
+    while at < frame.len() {
+        let line_end = frame[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(frame.len(), |p| at + p + 1);
+        let line = &frame[at..line_end];
+        let Some((open, len)) = literal_announcement(line) else {
+            out.extend_from_slice(line);
+            at = line_end;
+            continue;
+        };
+        let head = if open > 0 && line[open - 1] == b'~' {
+            open - 1
+        } else {
+            open
+        };
+        out.extend_from_slice(&line[..head]);
+        out.extend_from_slice(&line[open..]);
+        let end = line_end.checked_add(len).filter(|&e| e <= frame.len())?;
+        out.extend(
+            frame[line_end..end]
+                .iter()
+                .map(|&b| if b == 0 { 0x80 } else { b }),
+        );
+        at = end;
+    }
+    Some(out)
+}
+
+/// Where a line's closing `{n}` (or `{n+}`) starts, and `n`.
+fn literal_announcement(line: &[u8]) -> Option<(usize, usize)> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let digits = &inner[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    let len = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((open, len))
 }
 
 /// Whether the frame's only line feed is its last byte (no literal).

@@ -58,7 +58,9 @@ impl Ledger {
     pub fn unconfirmed(&self, route: &RouteKey) -> Result<Vec<Unconfirmed>> {
         let path = &self.path;
         let tx = read_tx(&self.conn, path)?;
-        let mut stmt = tx.prepare_cached(UNCONFIRMED).ctx(path, "list unconfirmed")?;
+        let mut stmt = tx
+            .prepare_cached(UNCONFIRMED)
+            .ctx(path, "list unconfirmed")?;
         type Row = (String, Vec<u8>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = stmt
             .query_map(params![route.source, route.target, route.mailbox], |r| {
@@ -114,7 +116,13 @@ impl Ledger {
         for sql in statements {
             let mut stmt = tx.prepare_cached(sql).ctx(path, what)?;
             if sql.contains("?5") {
-                stmt.execute(params![route.source, route.target, route.mailbox, uidls, now])
+                stmt.execute(params![
+                    route.source,
+                    route.target,
+                    route.mailbox,
+                    uidls,
+                    now
+                ])
             } else {
                 stmt.execute(params![route.source, route.target, route.mailbox, uidls])
             }

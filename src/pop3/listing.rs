@@ -107,17 +107,23 @@ pub fn scan_line(line: &str) -> Result<(u32, u64), ListingError> {
 
 /// RFC 1939 §7 UIDL: `msg-number SP unique-id`, the id being 1-70
 /// characters in 0x21-0x7E. Longer ids (seen in the wild) are accepted up
-/// to [`MAX_UIDL`] bytes of non-space UTF-8; anything else is an error,
-/// since a lossy id could collide with another message's.
+/// to [`MAX_UIDL`] bytes of UTF-8, and so are ids with spaces inside: GNU
+/// Mailutils takes a message's own (folded) `X-UIDL:` header as its UIDL,
+/// and serves `45 1f2e3d folded-continuation`. The id is the rest of the
+/// line, trimmed, kept whole (a lossy id could collide with another
+/// message's); it is never sent back to the server.
 pub fn uid_line(line: &str) -> Result<(u32, String), ListingError> {
     let fail = || ListingError {
         what: "UIDL line",
         line: line.to_string(),
     };
-    let mut words = line.split_ascii_whitespace();
-    let msgno = msg_number(words.next()).ok_or_else(fail)?;
-    let uid = words.next().ok_or_else(fail)?;
-    if uid.len() > MAX_UIDL || words.next().is_some() {
+    let line_trimmed = line.trim_ascii();
+    let (number, rest) = line_trimmed
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .ok_or_else(fail)?;
+    let msgno = msg_number(Some(number)).ok_or_else(fail)?;
+    let uid = rest.trim_ascii();
+    if uid.is_empty() || uid.len() > MAX_UIDL {
         return Err(fail());
     }
     Ok((msgno, uid.to_string()))
@@ -241,8 +247,16 @@ mod tests {
             ])
         );
         let long = format!("1 {}\r\n", "a".repeat(MAX_UIDL + 1));
-        for bad in [&b"1\r\n"[..], b"1 a b\r\n", b"0 a\r\n", long.as_bytes()] {
+        for bad in [&b"1\r\n"[..], b"1 \r\n", b"0 a\r\n", long.as_bytes()] {
             assert!(uid_listing(bad).is_err(), "{bad:?}");
         }
+        // GNU Mailutils serves a message's own folded X-UIDL header.
+        assert_eq!(
+            uid_listing(b"45 1f2e3d4c5b6a folded-uidl-continuation\r\n"),
+            Ok(vec![(
+                45,
+                "1f2e3d4c5b6a folded-uidl-continuation".to_string()
+            )])
+        );
     }
 }

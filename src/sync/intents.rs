@@ -134,9 +134,7 @@ fn settle_found(
     let mut still = Vec::new();
     for (intent, floor) in std::mem::take(open).into_iter().zip(floors) {
         let found = by_uid.iter().find(|(uid, hash)| {
-            **hash == intent.hash
-                && floor.is_none_or(|f| **uid >= f)
-                && !claimed.contains(*uid)
+            **hash == intent.hash && floor.is_none_or(|f| **uid >= f) && !claimed.contains(*uid)
         });
         match found.and_then(|(uid, _)| NonZeroU32::new(**uid)) {
             Some(uid) => {

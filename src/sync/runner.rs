@@ -233,9 +233,12 @@ const MAX_SESSIONS: u32 = 100;
 /// allows logging in again at once (no LOGIN-DELAY), and the bound is not hit.
 fn another_session(options: &PassOptions, report: &PassReport, sessions: u32) -> bool {
     let progress = report.counts.copied + report.counts.duplicates + report.counts.skipped;
+    // A server that lost acknowledged copies is not tried again at once:
+    // the next run does (each try could leave one more of what it keeps).
     !options.dry_run
         && !options.reconcile
         && progress > 0
+        && report.copies_lost == 0
         && report.login_delay.is_none()
         && sessions < MAX_SESSIONS
 }

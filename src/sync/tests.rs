@@ -140,7 +140,9 @@ impl Mailbox {
         let uid = self.next_uid;
         self.next_uid += 1;
         let stored = if self.store_lf {
-            String::from_utf8_lossy(bytes).replace("\r\n", "\n").into_bytes()
+            String::from_utf8_lossy(bytes)
+                .replace("\r\n", "\n")
+                .into_bytes()
         } else {
             bytes.to_vec()
         };
@@ -472,7 +474,11 @@ async fn one_uidl_for_several_messages_never_lets_one_stand_for_another() {
     assert!(pop.uidls().is_empty());
     // A new message under the UIDL of one deleted before.
     let d = msg(4);
-    pop.0.lock().unwrap().messages.push(("u3".into(), d.clone()));
+    pop.0
+        .lock()
+        .unwrap()
+        .messages
+        .push(("u3".into(), d.clone()));
     let (r, report) = pass(&rig, &p, &pop, &imap).await;
     r.unwrap();
     assert_eq!(report.counts.copied, 1, "{report:?}");
@@ -503,7 +509,10 @@ async fn copies_acknowledged_then_lost_are_made_again_and_never_deleted_meanwhil
     r.unwrap();
     assert_eq!(report.counts.copied, 10, "{report:?}");
     assert_eq!(report.copies_lost, 9, "{report:?}");
-    assert_eq!(report.counts.deleted, 1, "only the copy seen again: {report:?}");
+    assert_eq!(
+        report.counts.deleted, 1,
+        "only the copy seen again: {report:?}"
+    );
     assert_eq!(pop.uidls().len(), 9, "the lost copies' originals stay");
     let (r, report) = pass(&rig, &p, &pop, &imap).await;
     r.unwrap();

@@ -22,6 +22,7 @@ pub mod e2e;
 mod maildir;
 mod probe;
 pub mod proxy;
+pub mod servers;
 pub mod slurm;
 pub mod token_server;
 mod watchdog;

@@ -211,3 +211,19 @@ fn append_uid_sets() {
     );
     assert_eq!(append_uid("5 1:4294967295"), None);
 }
+
+/// Cyrus answers `BODY[]` with a literal8, and Courier sends a NUL in a
+/// plain literal: both read as a plain literal, a NUL as 0x80 (issue #20).
+#[test]
+fn body_in_a_literal8_or_with_a_nul_is_read() {
+    for frame in [
+        &b"* 32 FETCH (UID 32 BODY[] ~{11}\r\nSubject:\0\r\n)\r\n"[..],
+        b"* 32 FETCH (UID 32 BODY[] {11}\r\nSubject:\0\r\n)\r\n",
+    ] {
+        let Ok(Reply::Untagged(Untagged::Fetch(data))) = decode_reply(frame) else {
+            panic!("not read: {frame:?}");
+        };
+        assert_eq!(data.uid, Some(32));
+        assert_eq!(data.body.as_deref(), Some(&b"Subject:\x80\r\n"[..]));
+    }
+}

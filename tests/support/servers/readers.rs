@@ -215,7 +215,16 @@ impl Pop3 {
 /// each as served (dot-unstuffed, the server's line ends), in one session
 /// ended by `QUIT`.
 pub fn pop3_maildrop(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut pop3 = Pop3::login(port, user, password)?;
+    let mut pop3 = Pop3::connect(port)?;
+    // RFC 6856: in UTF-8 mode a server serves messages as stored (Courier
+    // wraps one with 8-bit headers otherwise), as mailferry asks too.
+    let capa = pop3.multiline("CAPA").unwrap_or_default();
+    if String::from_utf8_lossy(&capa).lines().any(|l| {
+        l.trim().eq_ignore_ascii_case("UTF8") || l.trim().to_ascii_uppercase().starts_with("UTF8 ")
+    }) {
+        pop3.command("UTF8")?;
+    }
+    pop3.user_pass(user, password)?;
     let (count, _) = pop3.stat()?;
     let mut messages = Vec::with_capacity(count);
     for n in 1..=count {
@@ -537,7 +546,9 @@ fn fetched_body(response: &Response) -> Result<Option<(u32, Vec<u8>)>, String> {
         }
         if let Some(at) = find_item(&upper, "BODY[] ") {
             let value = text[at + 7..].trim_start();
-            body = Some(if value.starts_with('{') && i < response.literals.len() {
+            // `~{n}`: a literal8 (Cyrus answers BODY[] with one).
+            let literal = value.starts_with('{') || value.starts_with("~{");
+            body = Some(if literal && i < response.literals.len() {
                 response.literals[i].clone()
             } else if value.to_ascii_uppercase().starts_with("NIL") {
                 Vec::new()
