@@ -47,9 +47,13 @@ const FORGET_TARGET_RECORD: &str = "
       WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND state = 'copied'
         AND uidl IN (SELECT value FROM json_each(?4)))";
 
+/// Counted as a failed attempt: a target that keeps altering a message
+/// (GNU Mailutils cuts a message at its first NUL) gets it a bounded number
+/// of times (`max_attempts`), and it is never deleted from the source.
 const DECIDE_AGAIN: &str = "
-    UPDATE delivery SET state = 'seen', confirmed_ms = NULL, target_hash = NULL,
-        last_error = 'the target acknowledged the copy and then lost it', updated_ms = ?5
+    UPDATE delivery SET state = 'failed', attempts = attempts + 1, confirmed_ms = NULL,
+        target_hash = NULL, updated_ms = ?5,
+        last_error = 'the target acknowledged the copy, then a later session did not show it (lost or altered)'
     WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND state = 'copied'
       AND uidl IN (SELECT value FROM json_each(?4))";
 
@@ -88,8 +92,8 @@ impl Ledger {
     }
 
     /// These copies are not on the target although it acknowledged them:
-    /// forget them there and decide their source messages again, so they
-    /// are copied again (and not deleted meanwhile).
+    /// forget them there and count a failed attempt, so they are copied
+    /// again while attempts are left (and never deleted meanwhile).
     pub fn copies_lost<S: AsRef<str>>(&mut self, route: &RouteKey, uidls: &[S]) -> Result<()> {
         self.update_copies(
             route,

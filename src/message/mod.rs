@@ -33,8 +33,11 @@ pub use normalise::to_crlf;
 /// ledger; bump it whenever `identity` would give a different value for some
 /// message, so old and new hashes are never compared as equals.
 ///
-/// 2: a NUL byte counts as 0x80 (version 1 hashed it as itself). Only
-/// messages holding a NUL hash differently; see [`identity`].
+/// 2: a NUL byte counts as 0x80 (version 1 hashed it as itself), a last
+/// line without a line ending counts as ended, and trailing empty lines and
+/// a leading mbox `From ` line are left out. Only messages with a NUL, no
+/// final line break, trailing empty lines or a leading `From ` line hash
+/// differently; see [`identity`].
 pub const HASH_VERSION: u32 = 2;
 
 /// BLAKE3 of the normalised message: line endings made CRLF (see the module
@@ -43,13 +46,16 @@ pub const HASH_VERSION: u32 = 2;
 /// folded continuation lines included): Content-Length, Return-Path, Status,
 /// X-IMAP, X-IMAPbase, X-Keywords, X-Message-Flag, X-Status, X-UID, X-UIDL,
 /// X-Yahoo-Newman-Property, X-Mozilla-Status, X-Mozilla-Status2, Lines.
-/// A NUL byte is hashed as 0x80. Nothing else is changed. The header block
+/// A NUL byte is hashed as 0x80, a last line without an ending as ended
+/// with CRLF; empty lines at the end and a first line starting `From ` (an
+/// mbox envelope line) are left out. Nothing else is changed. The header block
 /// ends at the first empty line; a message without one is all header.
 ///
 /// Why these rules, and not others: the identity of a target copy is
 /// computed from what the server returns for `BODY.PEEK[]`, the stored bytes
 /// unaltered, except where servers legitimately change them on the way in or
-/// out: line endings (Courier stores LF), the store-added fields above
+/// out: line endings (Courier stores LF and, like GNU Mailutils and POP3
+/// servers, ends a last line that had no line break), the store-added fields above
 /// (GNU Mailutils strips `Status:`/`X-UID:` on APPEND and adds `X-UIDL:` in
 /// a maildrop), and a NUL, which IMAP forbids in a plain literal (Dovecot
 /// sends 0x80 instead). Each rule maps a server's change back to one value,

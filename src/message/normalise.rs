@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::lines::{Line, Lines};
+use super::lines::{Ending, Line, Lines};
 
 const CRLF: &[u8] = b"\r\n";
 
@@ -41,7 +41,19 @@ pub(crate) fn normalise(raw: &[u8], drop_ignored: bool, emit: &mut impl FnMut(&[
     let mut out = Coalescer::new(raw);
     let mut in_header = true;
     let mut dropping = false;
-    for line in Lines::new(raw) {
+    let mut unended = false;
+    // Identity: empty lines held back until a non-empty line follows, so
+    // trailing ones are left out (mbox stores add one; GNU Mailutils and
+    // popa3d give a header-only message an empty line).
+    let mut blank = 0usize;
+    for (n, line) in Lines::new(raw).enumerate() {
+        unended = false;
+        // An mbox envelope line (`From sender date`) is not part of the
+        // message: mbox stores strip it (GNU Mailutils on APPEND, popa3d
+        // when serving) or keep it (Cyrus, Maildir).
+        if drop_ignored && n == 0 && line.content.starts_with(b"From ") {
+            continue;
+        }
         if in_header {
             if line.content.is_empty() {
                 in_header = false;
@@ -53,9 +65,25 @@ pub(crate) fn normalise(raw: &[u8], drop_ignored: bool, emit: &mut impl FnMut(&[
                 continue;
             }
         }
+        if drop_ignored && line.content.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if blank > 0 {
+            out.flush(emit);
+            for _ in 0..std::mem::take(&mut blank) {
+                emit(CRLF);
+            }
+        }
+        unended = matches!(line.ending, Ending::Eof) && !line.content.is_empty();
         out.push_line(&line, emit);
     }
     out.flush(emit);
+    // For the identity, a last line without an ending counts as ended:
+    // stores add the line break (Courier, GNU Mailutils, POP3 servers).
+    if drop_ignored && unended {
+        emit(CRLF);
+    }
 }
 
 /// The message with every line ending made CRLF (the line-ending rule of the

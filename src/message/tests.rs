@@ -37,10 +37,10 @@ fn with_field(raw: &[u8], line: usize, field: &[u8]) -> Vec<u8> {
 #[test]
 fn known_answers() {
     assert_eq!(identity(b""), Hash(*blake3::hash(b"").as_bytes()));
-    assert_eq!(identity(b"\n"), Hash(*blake3::hash(b"\r\n").as_bytes()));
+    assert_eq!(identity(b"\n"), Hash(*blake3::hash(b"").as_bytes()));
     assert_eq!(
         identity(b"Status: RO\nSubject: x\n\nbody"),
-        Hash(*blake3::hash(b"Subject: x\r\n\r\nbody").as_bytes())
+        Hash(*blake3::hash(b"Subject: x\r\n\r\nbody\r\n").as_bytes())
     );
 }
 
@@ -92,8 +92,11 @@ fn real_changes_change_identity() {
     assert_ne!(identity(&with_field(BASE, 2, b"X-Spam: yes\r\n")), h);
     // An ignored name in the body is body text.
     assert_ne!(identity(&[BASE, b"Status: RO\r\n"].concat()), h);
-    // A trailing line ending is content.
-    assert_ne!(identity(&BASE[..BASE.len() - 2]), h);
+    // A missing final line ending, or trailing empty lines, are not
+    // content (stores add them); any other line is.
+    assert_eq!(identity(&BASE[..BASE.len() - 2]), h);
+    assert_eq!(identity(&[BASE, b"\r\n\r\n"].concat()), h);
+    assert_ne!(identity(&[BASE, b" \r\n"].concat()), h);
 }
 
 #[test]
@@ -234,4 +237,21 @@ fn a_nul_hashes_as_0x80_and_nothing_else_changes() {
     long.push(0);
     served.push(0x80);
     assert_eq!(identity(&long), identity(&served));
+}
+
+/// mbox stores strip or keep the envelope line; it is not the message.
+#[test]
+fn a_leading_mbox_envelope_line_is_not_part_of_the_identity() {
+    let base = b"Subject: s\r\n\r\nbody\r\n";
+    let with = [
+        &b"From sender@example.org Mon Mar  2 10:00:00 2020\r\n"[..],
+        base,
+    ]
+    .concat();
+    assert_eq!(identity(&with), identity(base));
+    // Only as the first line: in the body it is text.
+    assert_ne!(
+        identity(&[base, &b"From x\r\n"[..]].concat()),
+        identity(base)
+    );
 }
