@@ -9,23 +9,9 @@ mod support;
 
 use mailferry::message::{identity, to_crlf};
 use support::corpus;
+use support::servers::changes::{cut_at_nul, has_malformed_header_line, munge8bit};
 use support::servers::readers::Imap;
 use support::servers::{courier, cyrus, mailutils, ImapServer};
-
-/// Cyrus `munge8bit`: every 8-bit byte of the header becomes 'X'.
-fn munge8bit(message: &[u8]) -> Vec<u8> {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |p| p + 2);
-    let mut out = message.to_vec();
-    for b in &mut out[..end] {
-        if *b >= 0x80 {
-            *b = b'X';
-        }
-    }
-    out
-}
 
 /// What a server is known to change in stored mail, asserted as such.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,31 +24,14 @@ enum Changes {
     CutAtNulAndFixHeaders,
 }
 
-/// A header line (after the first) that is neither a field (a name without
-/// blanks, then a colon) nor folded.
-fn has_header_line_without_colon(message: &[u8]) -> bool {
-    message
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .take_while(|l| !l.is_empty() && *l != b"\r")
-        .filter(|l| !l.starts_with(b" ") && !l.starts_with(b"\t"))
-        .any(|l| match l.iter().position(|&b| b == b':') {
-            None => true,
-            Some(colon) => l[..colon].trim_ascii_end().contains(&b' '),
-        })
-}
-
 /// Whether `back` is `sent` as the server's documented rule changes it.
 fn changed_as_documented(rule: Changes, sent: &[u8], back: &[u8]) -> bool {
     match rule {
         Changes::Nothing => false,
         Changes::EightBitHeaders => identity(&munge8bit(sent)) == identity(back),
         Changes::CutAtNulAndFixHeaders => {
-            let cut = sent
-                .iter()
-                .position(|&b| b == 0)
-                .is_some_and(|nul| identity(&sent[..nul]) == identity(back));
-            cut || has_header_line_without_colon(sent)
+            let cut = sent.contains(&0) && identity(&cut_at_nul(sent)) == identity(back);
+            cut || has_malformed_header_line(sent)
         }
     }
 }

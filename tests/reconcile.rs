@@ -318,14 +318,22 @@ fn copies_another_tool_made_with_an_extra_ignored_header_are_recognised() {
     let mail = corpus("xuidl", 12);
     dovecot.load(&src, "INBOX", &mail);
     // The other tool stored its copies with a header of its own (one the
-    // identity ignores), so their sizes differ from the source's.
+    // identity ignores), so their sizes differ from the source's. Its
+    // fields go at the top of the header: after an mbox envelope line
+    // (`From sender date`, not a header field) where a message has one.
     let earlier: Vec<Vec<u8>> = mail
         .iter()
         .step_by(2)
         .map(|m| {
+            let copy = as_copied(m);
+            let at = match copy.windows(2).position(|w| w == b"\r\n") {
+                Some(eol) if copy.starts_with(b"From ") => eol + 2,
+                _ => 0,
+            };
             [
+                &copy[..at],
                 b"X-UIDL: 0123456789abcdef\r\nStatus: RO\r\n".as_slice(),
-                &as_copied(m),
+                &copy[at..],
             ]
             .concat()
         })

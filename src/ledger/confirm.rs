@@ -57,6 +57,15 @@ const DECIDE_AGAIN: &str = "
     WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND state = 'copied'
       AND uidl IN (SELECT value FROM json_each(?4))";
 
+/// A copy the target stored altered: appending it again would add another
+/// altered copy. Recorded as not copied, with the reason; never deleted.
+const SKIP_ALTERED: &str = "
+    UPDATE delivery SET state = 'skipped', confirmed_ms = NULL, target_hash = NULL,
+        updated_ms = ?5,
+        last_error = 'the target stored an altered copy (acknowledged, then not found as sent); kept on the source'
+    WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND state = 'copied'
+      AND uidl IN (SELECT value FROM json_each(?4))";
+
 impl Ledger {
     /// Copies on `route` not yet seen in a later target session.
     pub fn unconfirmed(&self, route: &RouteKey) -> Result<Vec<Unconfirmed>> {
@@ -100,6 +109,17 @@ impl Ledger {
             uidls,
             &[FORGET_TARGET_RECORD, DECIDE_AGAIN],
             "forget lost copies",
+        )
+    }
+
+    /// These copies were stored altered (see `SKIP_ALTERED`): forget them
+    /// and record the messages as not copied, with the reason.
+    pub fn copies_altered<S: AsRef<str>>(&mut self, route: &RouteKey, uidls: &[S]) -> Result<()> {
+        self.update_copies(
+            route,
+            uidls,
+            &[FORGET_TARGET_RECORD, SKIP_ALTERED],
+            "record altered copies",
         )
     }
 

@@ -31,7 +31,19 @@ const FORGET_MAILBOX: &str = "DELETE FROM target_message WHERE target = ?1 AND m
 /// that may no longer exist.
 const RECHECK_DELIVERIES: &str = "
     UPDATE delivery SET state = 'seen', updated_ms = ?3
-    WHERE target = ?1 AND mailbox = ?2 AND state IN ('copied', 'duplicate')
+    WHERE target = ?1 AND mailbox = ?2
+      AND (state = 'duplicate' OR (state = 'copied' AND target_hash IS NULL))
+      AND EXISTS (SELECT 1 FROM source_message AS s
+                  WHERE s.source = delivery.source AND s.uidl = delivery.uidl
+                    AND s.deleted_ms IS NULL)";
+
+/// Copies whose dedup key is known (made since ledger version 4) need not
+/// be downloaded again: they are to be seen again on the renumbered mailbox
+/// by content (see `sync::confirm`), found ones confirmed, missing ones
+/// copied again a bounded number of times, altered ones kept on the source.
+const RECONFIRM_COPIES: &str = "
+    UPDATE delivery SET confirmed_ms = NULL, updated_ms = ?3
+    WHERE target = ?1 AND mailbox = ?2 AND state = 'copied' AND target_hash IS NOT NULL
       AND EXISTS (SELECT 1 FROM source_message AS s
                   WHERE s.source = delivery.source AND s.uidl = delivery.uidl
                     AND s.deleted_ms IS NULL)";
@@ -117,6 +129,8 @@ impl Ledger {
                 .ctx(path, "forget the renumbered mailbox")?;
             tx.execute(RECHECK_DELIVERIES, params![target, mailbox, now])
                 .ctx(path, "recheck the deliveries into the renumbered mailbox")?;
+            tx.execute(RECONFIRM_COPIES, params![target, mailbox, now])
+                .ctx(path, "recheck the copies in the renumbered mailbox")?;
         }
         tx.commit().ctx(path, "commit UIDVALIDITY")?;
         Ok(change)

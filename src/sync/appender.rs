@@ -180,6 +180,7 @@ impl<T: MailTarget> Appender<'_, T> {
                 }
             }
         }
+        self.drop_settled_by_content(&mut ready)?;
         if ready.is_empty() {
             return Ok(());
         }
@@ -461,6 +462,29 @@ fn batch_bytes(batch: &[Fetched]) -> u64 {
         .iter()
         .map(|m| m.bytes.as_ref().map_or(0, |b| b.len() as u64))
         .sum()
+}
+
+impl<T: MailTarget> Appender<'_, T> {
+    /// Messages told apart by content are downloaded at every pass; those
+    /// already settled under their content key are done (their key stays
+    /// known for the delete step) and are not counted again.
+    fn drop_settled_by_content(&mut self, ready: &mut Vec<Ready>) -> Result<(), RouteError> {
+        if self.by_content.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = ready
+            .iter()
+            .filter(|r| r.uidl.contains(" #"))
+            .map(|r| r.uidl.as_str())
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (route, max) = (&self.plan.key, self.options.max_attempts);
+        let settled = self.ledger.call(|l| l.settled(route, &keys, max))?;
+        ready.retain(|r| !settled.contains(&r.uidl));
+        Ok(())
+    }
 }
 
 /// The ledger key of a message whose UIDL cannot name it alone: the UIDL and

@@ -9,7 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::ledger::Unconfirmed;
+use std::num::NonZeroU32;
+
+use crate::ledger::{TargetMessage, Unconfirmed};
 use crate::message::Hash;
 use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, RouteError};
@@ -46,25 +48,67 @@ pub async fn confirm<T: MailTarget>(
             })
         });
     let mut lost = Vec::new();
+    let mut found = HashMap::new();
     if !open.is_empty() {
         let known: HashSet<u32> = seen.iter().filter_map(|c| c.uid).map(|u| u.get()).collect();
-        let found = by_content(plan, target, &open, &sizes, &known).await?;
+        found = by_content(plan, target, &open, &sizes, &known).await?;
         let (yes, no): (Vec<Unconfirmed>, Vec<Unconfirmed>) = std::mem::take(&mut open)
             .into_iter()
-            .partition(|c| found.contains(&c.target_hash));
+            .partition(|c| found.contains_key(&c.target_hash));
+        // Found by content: recorded again under the UID they have now (a
+        // renumbered mailbox forgot them).
+        let records: Vec<TargetMessage> = yes
+            .iter()
+            .filter_map(|c| {
+                let &(uid, size) = found.get(&c.target_hash)?;
+                Some(TargetMessage {
+                    hash: c.target_hash,
+                    uid: NonZeroU32::new(uid),
+                    size: Some(size),
+                })
+            })
+            .collect();
+        let key = &plan.key;
+        ledger.call(|l| l.record_target_messages(&key.target, &key.mailbox, &records))?;
         seen.extend(yes);
         lost = no;
     }
-    let seen: Vec<&str> = seen.iter().map(|c| c.uidl.as_str()).collect();
-    ledger.call(|l| l.confirm_copies(&plan.key, &seen))?;
+    let seen_uidls: Vec<&str> = seen.iter().map(|c| c.uidl.as_str()).collect();
+    ledger.call(|l| l.confirm_copies(&plan.key, &seen_uidls))?;
     tracing::debug!(route = %plan.name, confirmed = seen.len(), lost = lost.len(), "copies seen again");
-    if !lost.is_empty() {
-        let uidls: Vec<&str> = lost.iter().map(|c| c.uidl.as_str()).collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let uidls: Vec<&str> = lost.iter().map(|c| c.uidl.as_str()).collect();
+    if strangers(plan, ledger, found.keys())? == 0 {
         tracing::warn!(route = %plan.name, count = lost.len(), "the target acknowledged copies that a later session does not show; they will be copied again and are not deleted from the source");
         ledger.call(|l| l.copies_lost(&plan.key, &uidls))?;
         report.copies_lost += lost.len() as u64;
+    } else {
+        tracing::warn!(route = %plan.name, count = lost.len(), "the target stored something other than the copies it acknowledged (it altered them); they are not copied again and not deleted from the source");
+        ledger.call(|l| l.copies_altered(&plan.key, &uidls))?;
+        report.copies_altered += lost.len() as u64;
     }
     Ok(())
+}
+
+/// Messages of the mailbox (as hashed while looking) that the ledger knows
+/// nothing of. A copy that is not found while such a message appeared was
+/// most likely stored altered (GNU Mailutils cuts a message at its first
+/// NUL): appending it again would only add another altered copy. None: the
+/// copies were lost, and are made again.
+fn strangers<'a>(
+    plan: &RoutePlan,
+    ledger: &SharedLedger,
+    found: impl Iterator<Item = &'a Hash>,
+) -> Result<usize, RouteError> {
+    let key = &plan.key;
+    let known: HashSet<Hash> = ledger
+        .call(|l| l.target_messages(&key.target, &key.mailbox))?
+        .into_iter()
+        .map(|m| m.hash)
+        .collect();
+    Ok(found.filter(|h| !known.contains(h)).count())
 }
 
 /// Messages (UID, size) to fetch bodies of when looking for records by
@@ -96,25 +140,28 @@ pub fn by_size_first(
     (first, rest)
 }
 
-/// The dedup keys among the mailbox's messages: those of the copies' sizes
-/// first, then, while one is still not found, every other message not
-/// already known (a server may store a copy under another size).
+/// The dedup keys among the mailbox's messages, with the UID and size of a
+/// message that has each: those of the copies' sizes first, then, while
+/// one is still not found, every other message not already known (a server
+/// may store a copy under another size).
 async fn by_content<T: MailTarget>(
     plan: &RoutePlan,
     target: &mut T,
     open: &[Unconfirmed],
     sizes: &HashMap<u32, u64>,
     known: &HashSet<u32>,
-) -> Result<HashSet<Hash>, RouteError> {
+) -> Result<HashMap<Hash, (u32, u64)>, RouteError> {
     let (first, rest) = by_size_first(sizes, open.iter().map(|c| c.size), known);
-    let mut found = HashSet::new();
+    let mut found = HashMap::new();
     for batch in [first, rest] {
-        if open.iter().all(|c| found.contains(&c.target_hash)) {
+        if open.iter().all(|c| found.contains_key(&c.target_hash)) {
             break;
         }
         for chunk in batch.chunks(BODIES_PER_FETCH) {
-            for (_, bytes) in target.fetch(chunk).await? {
-                found.insert(dedup_key(plan.identity, &bytes));
+            for (uid, bytes) in target.fetch(chunk).await? {
+                let hash = dedup_key(plan.identity, &bytes);
+                let size = sizes.get(&uid).copied().unwrap_or(bytes.len() as u64);
+                found.entry(hash).or_insert((uid, size));
             }
         }
     }

@@ -150,6 +150,9 @@ pub struct PassReport {
     /// Copies the target acknowledged that a later session did not show:
     /// decided again (copied again), never deleted from the source.
     pub copies_lost: u64,
+    /// Copies the target stored altered (not found as sent while messages
+    /// the ledger does not know appeared): not copied again, kept.
+    pub copies_altered: u64,
     pub seconds: f64,
 }
 

@@ -239,6 +239,7 @@ fn another_session(options: &PassOptions, report: &PassReport, sessions: u32) ->
         && !options.reconcile
         && progress > 0
         && report.copies_lost == 0
+        && report.copies_altered == 0
         && report.login_delay.is_none()
         && sessions < MAX_SESSIONS
 }
@@ -262,6 +263,7 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     total.intents_found += pass.intents_found;
     total.intents_dropped += pass.intents_dropped;
     total.copies_lost += pass.copies_lost;
+    total.copies_altered += pass.copies_altered;
     total.seconds += pass.seconds;
 }
 

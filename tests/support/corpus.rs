@@ -81,9 +81,10 @@ pub fn python_samples_named() -> &'static [(String, Vec<u8>)] {
 }
 
 /// `realistic(tag)` and the Python samples, no two byte-equal. Each Python
-/// sample gets one header line `X-Corpus-Tag: <tag>` in front (in its own
-/// line-end style), so that corpora of two tags share no message either:
-/// tests load several corpora into one mailbox.
+/// sample gets one header line `X-Corpus-Tag: <tag>` (in its own line-end
+/// style; first, or right after a leading mbox `From ` envelope line), so
+/// that corpora of two tags share no message either: tests load several
+/// corpora into one mailbox.
 pub fn everything(tag: &str) -> Vec<Vec<u8>> {
     let mut all = realistic(tag);
     for sample in python_email_samples() {
@@ -116,16 +117,23 @@ pub fn exact_duplicates(tag: &str) -> Vec<Vec<u8>> {
     out
 }
 
-/// `sample` with `X-Corpus-Tag: <tag>` as its first line.
+/// `sample` with `X-Corpus-Tag: <tag>` as its first header line: its first
+/// line, or its second after an mbox envelope line (`From sender date`),
+/// which stays in front.
 fn tag_sample(sample: &[u8], tag: &str) -> Vec<u8> {
     let first_eol = sample.iter().position(|&b| b == b'\n');
     let eol: &[u8] = match first_eol {
         Some(i) if i > 0 && sample[i - 1] == b'\r' => b"\r\n",
         _ => b"\n",
     };
-    let mut out = format!("X-Corpus-Tag: {tag}").into_bytes();
+    let at = match first_eol {
+        Some(i) if sample.starts_with(b"From ") => i + 1,
+        _ => 0,
+    };
+    let mut out = sample[..at].to_vec();
+    out.extend_from_slice(format!("X-Corpus-Tag: {tag}").as_bytes());
     out.extend_from_slice(eol);
-    out.extend_from_slice(sample);
+    out.extend_from_slice(&sample[at..]);
     out
 }
 

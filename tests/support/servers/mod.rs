@@ -12,6 +12,7 @@
 //! plain text: configs for these use `security = "plain"` and
 //! `allow_plaintext = true`.
 
+pub mod changes;
 pub mod courier;
 pub mod cyrus;
 pub mod mailutils;

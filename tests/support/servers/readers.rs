@@ -225,6 +225,9 @@ pub fn pop3_maildrop(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8
         pop3.command("UTF8")?;
     }
     pop3.user_pass(user, password)?;
+    // UIDL as a client would: GNU Mailutils writes X-UIDL into the mbox
+    // only when it is asked.
+    pop3.uidl()?;
     let (count, _) = pop3.stat()?;
     let mut messages = Vec::with_capacity(count);
     for n in 1..=count {
