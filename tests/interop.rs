@@ -15,9 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use mailferry::message::{identity, Hash};
+use std::time::{Duration, Instant};
 use support::corpus;
-use support::e2e::mailferry;
+
+use support::e2e::{mailferry, spawn_mailferry};
 use support::servers::changes::{as_stored_by, has_malformed_header_line};
+use support::servers::readers::Imap;
 use support::servers::{courier, cyrus, mailutils, popa3d, ImapServer, Pop3Server, User};
 
 /// A POP3 source account and an IMAP target account, plain text on
@@ -26,7 +29,7 @@ fn write_config(
     dir: &Path,
     (src, su): (&dyn Pop3Server, &User),
     (dst, du): (&dyn ImapServer, &User),
-    delete: &str,
+    (delete, target_extra): (&str, &str),
 ) -> PathBuf {
     let account = |table: &str, name: &str, port: u16, user: &User| {
         format!(
@@ -38,7 +41,7 @@ fn write_config(
         "[ledger]\npath = \"{}\"\n{}{}\n[[route]]\nfrom = \"src\"\nto = \"dst\"\nmailbox = \"INBOX\"\ndelete = {delete}\n",
         dir.join("ledger.db").display(),
         account("source", "src", src.pop3_port(), su),
-        account("target", "dst", dst.imap_port(), du),
+        account("target", "dst", dst.imap_port(), du) + target_extra,
     );
     let path = dir.join("mailferry.toml");
     std::fs::write(&path, text).expect("write config");
@@ -222,6 +225,81 @@ fn settled_maildrop(src: &dyn Pop3Server, user: &User) -> (Vec<Vec<u8>>, HashSet
     (second, unstable)
 }
 
+/// The target INBOX's message count (0 when it cannot be read now).
+fn exists(dst: &dyn ImapServer, user: &User) -> u32 {
+    Imap::login(dst.imap_port(), &user.name, &user.password)
+        .and_then(|mut imap| {
+            let n = imap.examine("INBOX");
+            let _ = imap.logout();
+            n
+        })
+        .unwrap_or(0)
+}
+
+/// kill -9 of a `sync` once the target holds some of the mail (appends
+/// paced so that the run is still going), then syncs until one copies
+/// nothing: the promise holds right after the kill and at the end.
+/// Returns a line for the matrix table.
+fn kill_and_resume(src: &dyn Pop3Server, dst: &dyn ImapServer, tag: &str) -> String {
+    let pair = format!("{} -> {}", src.name(), dst.name());
+    let (su, du) = (src.pop3_user("ksrc"), dst.imap_user("kdst"));
+    src.load(&su, &corpus::everything(&format!("{tag}-kill")));
+    let (served, unstable) = settled_maildrop(src, &su);
+    let dir = tempfile::tempdir().unwrap();
+    let paced = "max_bytes_per_second = 600000\n";
+    let config = write_config(
+        dir.path(),
+        (src, &su),
+        (dst, &du),
+        ("\"after-copy\"", paced),
+    );
+    let mut child = spawn_mailferry(&config, &["--json", "sync"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while Instant::now() < deadline && seen < 10 {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{pair}: the paced run ended before the kill"
+        );
+        seen = exists(dst, &du);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // The killed process's last APPEND may still be stored: look once the
+    // mailbox stops changing (bounded).
+    let mut last = (u32::MAX, 0);
+    for _ in 0..50 {
+        let now = exists(dst, &du);
+        last = if now == last.0 {
+            (now, last.1 + 1)
+        } else {
+            (now, 0)
+        };
+        if last.1 >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check_promise((&served, &unstable), (src, &su), (dst, &du), false);
+    // Resume without the pacing.
+    let config = write_config(dir.path(), (src, &su), (dst, &du), ("\"after-copy\"", ""));
+    let mut runs = 0;
+    loop {
+        let (_, report, err) = sync(&config);
+        runs += 1;
+        if number(&report, "copied") == 0 {
+            break;
+        }
+        assert!(
+            runs < 4,
+            "{pair}: still copying after {runs} syncs: {report}\n{err}"
+        );
+    }
+    check_promise((&served, &unstable), (src, &su), (dst, &du), false);
+    format!("kill -9 with {seen} on the target, {runs} syncs to finish")
+}
+
 /// The scenarios for one pair of servers.
 fn matrix_pair(src: &dyn Pop3Server, dst: &dyn ImapServer) {
     let pair = format!("{} -> {}", src.name(), dst.name());
@@ -231,7 +309,7 @@ fn matrix_pair(src: &dyn Pop3Server, dst: &dyn ImapServer) {
     src.load(&su, &corpus::everything(&tag));
     let (served, unstable) = settled_maildrop(src, &su);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), (src, &su), (dst, &du), "\"after-copy\"");
+    let config = write_config(dir.path(), (src, &su), (dst, &du), ("\"after-copy\"", ""));
     let (code, counts, _) = sync(&config);
     let (on_target, byte_equal) =
         check_promise((&served, &unstable), (src, &su), (dst, &du), false);
@@ -262,7 +340,7 @@ fn matrix_pair(src: &dyn Pop3Server, dst: &dyn ImapServer) {
     src.load(&su2, &corpus::realistic(&format!("{tag}-lost")));
     let (served2, unstable2) = settled_maildrop(src, &su2);
     let dir2 = tempfile::tempdir().unwrap();
-    let config2 = write_config(dir2.path(), (src, &su2), (dst, &du2), "\"never\"");
+    let config2 = write_config(dir2.path(), (src, &su2), (dst, &du2), ("\"never\"", ""));
     sync(&config2);
     let before = dst.messages(&du2, "INBOX").len();
     remove_ledger(dir2.path());
@@ -280,8 +358,9 @@ fn matrix_pair(src: &dyn Pop3Server, dst: &dyn ImapServer) {
         "{pair}"
     );
     check_promise((&served2, &unstable2), (src, &su2), (dst, &du2), true);
+    let killed = kill_and_resume(src, dst, &tag);
     eprintln!(
-        "MATRIX {pair}: served {} | sync exit {code} copied {} failed {} deleted {} lost {lost} | on target {on_target} ({byte_equal} byte-equal) | left on source {left} | sync #{runs} exit {again_code} copied 0 | verify {recorded} present, deep ok | lost ledger: {before} on target, {again} appended ({altered} altered by the target)",
+        "MATRIX {pair}: served {} | sync exit {code} copied {} failed {} deleted {} lost {lost} | on target {on_target} ({byte_equal} byte-equal) | left on source {left} | sync #{runs} exit {again_code} copied 0 | verify {recorded} present, deep ok | lost ledger: {before} on target, {again} appended ({altered} altered by the target) | {killed}",
         served.len(),
         number(&counts, "copied"),
         number(&counts, "failed"),

@@ -550,6 +550,11 @@ impl ImapSession {
         }
     }
 
+    /// False once a protocol error closed the session.
+    pub fn is_usable(&self) -> bool {
+        !self.broken
+    }
+
     pub(super) fn check_usable(&self) -> Result<(), ImapError> {
         if self.broken {
             return Err(ImapError::Poisoned {

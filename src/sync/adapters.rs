@@ -10,6 +10,7 @@ use crate::pop3::{Pop3Error, Pop3Options, Pop3Session};
 use crate::sync::budget::{self, Problem};
 use crate::sync::ports::{
     AppendOutcome, Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
+    NO_UIDL,
 };
 
 /// Up to this many sizes are asked one by one rather than by a whole LIST.
@@ -53,13 +54,17 @@ impl MailSource for Pop3Source {
     async fn list(&mut self) -> Result<Vec<Listed>, RouteError> {
         let uidls = self.session.uidl().await.map_err(|e| self.error(&e))?;
         let Some(uidls) = uidls else {
-            return Err(RouteError::new(
-                crate::retry::ErrorClass::Fatal,
-                format!(
-                    "source {}: the server does not support UIDL, which mailferry needs to tell messages apart",
-                    self.account
-                ),
-            ));
+            // UIDL is optional (RFC 1939 §7): without it every message is
+            // told apart by its content, downloaded at every pass.
+            let scan = self.session.list().await.map_err(|e| self.error(&e))?;
+            return Ok(scan
+                .into_iter()
+                .map(|(msgno, size)| Listed {
+                    msgno,
+                    uidl: NO_UIDL.to_string(),
+                    size,
+                })
+                .collect());
         };
         Ok(uidls
             .into_iter()
@@ -166,6 +171,7 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
         session,
         account: account.name.clone(),
         login: account.clone(),
+        selected: None,
         exists: 0,
     })
 }
@@ -176,6 +182,8 @@ pub struct ImapTarget {
     account: String,
     /// The account, to log in again ([`MailTarget::reopen`]).
     login: Account,
+    /// The selected mailbox and its UIDVALIDITY.
+    selected: Option<(String, u32)>,
     /// Messages in the selected mailbox when it was selected.
     exists: u32,
 }
@@ -191,6 +199,61 @@ impl ImapTarget {
     }
 }
 
+/// A FETCH answer the server could not give for some message in it: a NO,
+/// or a body the grammar refuses (GNU Mailutils announced a 494-byte
+/// literal for a 412-byte message with bare CR line ends).
+fn unreadable(e: &ImapError) -> bool {
+    matches!(e, ImapError::Protocol { .. } | ImapError::Command { .. })
+}
+
+impl ImapTarget {
+    /// One message a server cannot send must not fail a whole look at the
+    /// mailbox: each message alone, in a fresh session after a protocol
+    /// error, leaving out (and naming in the log) what still fails. Such a
+    /// message is then simply not found: never a reason to delete anything.
+    async fn fetch_one_by_one(
+        &mut self,
+        messages: &[(u32, u64)],
+        first: &ImapError,
+    ) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
+        let Some((mailbox, uidvalidity)) = self.selected.clone() else {
+            return Err(self.error(first));
+        };
+        let mut out = Vec::new();
+        for &message in messages {
+            self.usable_again(&mailbox, uidvalidity).await?;
+            match self.session.uid_fetch_sized(&[message]).await {
+                Ok(got) => out.extend(got.into_iter().map(|m| (m.uid, m.body))),
+                Err(e) if unreadable(&e) => {
+                    tracing::warn!(account = %self.account, uid = message.0, error = %e, "the target cannot send this message; it is left out")
+                }
+                Err(e) => return Err(self.error(&e)),
+            }
+        }
+        self.usable_again(&mailbox, uidvalidity).await?;
+        Ok(out)
+    }
+
+    /// A new session on the same mailbox when a protocol error closed this
+    /// one; the UIDs asked for must still mean the same messages.
+    async fn usable_again(&mut self, mailbox: &str, uidvalidity: u32) -> Result<(), RouteError> {
+        if self.session.is_usable() {
+            return Ok(());
+        }
+        let state = self.reopen(mailbox).await?;
+        if state.uidvalidity != uidvalidity {
+            return Err(RouteError::new(
+                crate::retry::ErrorClass::Transient,
+                format!(
+                    "target {}: mailbox {mailbox:?} was renumbered while being read",
+                    self.account
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl MailTarget for ImapTarget {
     async fn open_mailbox(&mut self, mailbox: &str) -> Result<MailboxState, RouteError> {
         self.session
@@ -203,6 +266,7 @@ impl MailTarget for ImapTarget {
             .await
             .map_err(|e| self.error(&e))?;
         self.exists = info.exists;
+        self.selected = Some((mailbox.to_string(), info.uidvalidity));
         Ok(MailboxState {
             uidvalidity: info.uidvalidity,
             uidnext: info.uidnext,
@@ -257,12 +321,11 @@ impl MailTarget for ImapTarget {
     }
 
     async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
-        let messages = self
-            .session
-            .uid_fetch_sized(messages)
-            .await
-            .map_err(|e| self.error(&e))?;
-        Ok(messages.into_iter().map(|m| (m.uid, m.body)).collect())
+        match self.session.uid_fetch_sized(messages).await {
+            Ok(got) => Ok(got.into_iter().map(|m| (m.uid, m.body)).collect()),
+            Err(e) if unreadable(&e) => self.fetch_one_by_one(messages, &e).await,
+            Err(e) => Err(self.error(&e)),
+        }
     }
 
     async fn sizes(&mut self, from_uid: Option<u32>) -> Result<Vec<(u32, u64)>, RouteError> {

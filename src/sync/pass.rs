@@ -15,7 +15,9 @@ use crate::retry::ErrorClass;
 use crate::sync::appender::Appender;
 use crate::sync::budget;
 use crate::sync::index::TargetIndex;
-use crate::sync::ports::{Budget, Listed, MailSource, MailTarget, MailboxState, RouteError};
+use crate::sync::ports::{
+    Budget, Listed, MailSource, MailTarget, MailboxState, RouteError, NO_UIDL,
+};
 use crate::sync::SharedLedger;
 
 /// Told how a pass advances, for a progress bar. Called from the pass's task;
@@ -345,12 +347,12 @@ async fn transfer<S: MailSource, T: MailTarget>(
 
 /// UIDLs the listing gives to more than one message (RFC 1939 says they are
 /// unique; popa3d derives them from headers, GNU Mailutils takes a
-/// message's own `X-UIDL:`).
+/// message's own `X-UIDL:`), and [`NO_UIDL`] of a server without UIDL.
 fn repeated_uidls(listing: &[Listed]) -> HashSet<String> {
     let mut once = HashSet::new();
     listing
         .iter()
-        .filter(|m| !once.insert(m.uidl.as_str()))
+        .filter(|m| !once.insert(m.uidl.as_str()) || m.uidl == NO_UIDL)
         .map(|m| m.uidl.clone())
         .collect()
 }

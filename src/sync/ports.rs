@@ -50,6 +50,12 @@ impl RouteError {
     }
 }
 
+/// The UIDL of every message of a server without UIDL (RFC 1939 makes it
+/// optional). No real UIDL starts with a space (listing lines are
+/// trimmed), so this never names a real message; such messages are told
+/// apart by content (see `sync::pass`).
+pub const NO_UIDL: &str = " no-uidl";
+
 /// One message a POP3 server offers now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {

@@ -132,6 +132,9 @@ struct Mailbox {
     lose_on_reopen: Option<usize>,
     /// Sessions ended and opened again.
     reopened: usize,
+    /// This text is stored as as many `X` (same size, other content), as
+    /// Cyrus munge8bit does to 8-bit header bytes.
+    alter: Option<&'static str>,
 }
 
 impl Mailbox {
@@ -139,13 +142,17 @@ impl Mailbox {
     fn store(&mut self, bytes: &[u8]) -> u32 {
         let uid = self.next_uid;
         self.next_uid += 1;
-        let stored = if self.store_lf {
+        let mut stored = if self.store_lf {
             String::from_utf8_lossy(bytes)
                 .replace("\r\n", "\n")
                 .into_bytes()
         } else {
             bytes.to_vec()
         };
+        if let Some(text) = self.alter {
+            let altered = String::from_utf8_lossy(&stored).replace(text, &"X".repeat(text.len()));
+            stored = altered.into_bytes();
+        }
         self.messages.push((uid, stored));
         uid
     }
@@ -495,6 +502,47 @@ async fn one_uidl_for_several_messages_never_lets_one_stand_for_another() {
     }
 }
 
+/// A server without UIDL (optional in RFC 1939): every message is told apart
+/// by content, so a lone message is not taken for an earlier one.
+#[tokio::test]
+async fn a_source_without_uidl_is_told_apart_by_content() {
+    use crate::sync::ports::NO_UIDL;
+    let rig = rig();
+    let (a, b) = (msg(1), msg(2));
+    let pop = FakePop::with(&[(NO_UIDL, &a)]);
+    let imap = FakeImap::new();
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.deleted), (1, 1));
+    pop.0
+        .lock()
+        .unwrap()
+        .messages
+        .push((NO_UIDL.into(), b.clone()));
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(
+        (report.counts.copied, report.counts.deleted),
+        (1, 1),
+        "{report:?}"
+    );
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(imap.bodies(), want);
+    // Left on the source, a message is not copied twice nor counted again.
+    let p = plan("src3", "INBOX", DeletePolicy::Never);
+    let pop = FakePop::with(&[(NO_UIDL, &msg(7))]);
+    for copied in [1, 0] {
+        let (r, report) = pass(&rig, &p, &pop, &imap).await;
+        r.unwrap();
+        assert_eq!(
+            (report.counts.copied, report.counts.duplicates),
+            (copied, 0)
+        );
+    }
+}
+
 /// Issue #20 defect 6: GNU Mailutils answered every APPEND with OK and kept
 /// one message at LOGOUT; each OK was taken as durable and 145 messages were
 /// deleted from the source though stored nowhere.
@@ -538,6 +586,29 @@ async fn after_copy_deletes_only_what_a_new_target_session_shows() {
     let (r, _) = pass(&rig, &p, &pop, &imap).await;
     r.unwrap();
     assert_eq!(imap.0.lock().unwrap().reopened, 1);
+}
+
+/// An interrupted APPEND the server stored altered (same size, other
+/// content: Cyrus munge8bit) is the copy; appending it again would add a
+/// second altered copy.
+#[tokio::test]
+async fn an_interrupted_append_stored_altered_is_not_made_twice() {
+    let rig = rig();
+    let mail = corpus(8);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    {
+        let mut mb = imap.0.lock().unwrap();
+        mb.alter = Some("message 5");
+        mb.cut_after = Some(5);
+        mb.store_on_cut = true;
+    }
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, _) = pass(&rig, &p, &pop, &imap).await;
+    assert_eq!(r.unwrap_err().class, ErrorClass::Transient);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.intents_found, report.intents_dropped), (1, 0));
+    assert_eq!(imap.bodies().len(), mail.len(), "nothing twice");
 }
 
 /// Issue #20 defect 4: intents were looked for with `SEARCH LARGER n-1
