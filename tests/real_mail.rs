@@ -94,3 +94,36 @@ fn verify_deep_checks_mail_with_a_truncated_base64_part() {
     assert_eq!(mailbox["recorded"], mail.len() as u64, "{out}");
     assert_eq!(mailbox["present_by_content"], mail.len() as u64, "{out}");
 }
+
+/// Issue #20: once a sync noticed that a mailbox was renumbered, the ledger
+/// forgot its records of it, and `verify` checked "0 of 0" and passed,
+/// although every copy made into it was gone.
+#[test]
+fn verify_does_not_pass_by_checking_nothing() {
+    let dovecot = shared();
+    let (src, dst) = (dovecot.user("vnsrc"), dovecot.user("vndst"));
+    let mail = encoded_mail("vnothing");
+    dovecot.load(&src, "INBOX", &mail);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = [RouteSpec::new(&src, &dst, "Archive", "\"after-copy\"")];
+    let config = write_config(dir.path(), dovecot, &routes);
+    sync(&config, &[], 0);
+    assert_eq!(dovecot.count(&src, "INBOX"), 0, "migrated");
+    let deleted = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(dovecot.config_file())
+        .args(["mailbox", "delete", "-u", &dst.name, "Archive"])
+        .output()
+        .expect("run doveadm");
+    assert!(deleted.status.success(), "{deleted:?}");
+    // The next sync recreates the mailbox and notices the new UIDVALIDITY.
+    sync(&config, &[], 0);
+    let (code, out, err) = mailferry(&config, &["--json", "verify"]);
+    assert_eq!(code, 1, "verify\n{out}\n{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("verify --json");
+    assert_eq!(
+        json["mailboxes"][0]["unverifiable"],
+        mail.len() as u64,
+        "{out}"
+    );
+}

@@ -25,6 +25,10 @@ struct MailboxVerdict {
     present_by_uid: u64,
     present_by_content: u64,
     bodies_fetched: u64,
+    /// Copies mailferry made into the mailbox of which the ledger holds no
+    /// record on it any more (the mailbox was renumbered since): they
+    /// cannot be checked, and verify does not pass by checking nothing.
+    unverifiable: u64,
     missing: Vec<Missing>,
     error: Option<String>,
 }
@@ -55,6 +59,7 @@ pub async fn run(
     for ((target, mailbox), rule) in mailboxes {
         let account = &config.targets[target];
         let records = ledger.target_messages(&account.name, &mailbox)?;
+        let copies = ledger.copies_into(&account.name, &mailbox)?;
         let uidvalidity = ledger
             .uidvalidity(&account.name, &mailbox)?
             .map(|v| v.get());
@@ -62,6 +67,7 @@ pub async fn run(
             target: account.name.clone(),
             mailbox: mailbox.clone(),
             recorded: records.len() as u64,
+            unverifiable: if records.is_empty() { copies } else { 0 },
             ..Default::default()
         };
         let check = Check {
@@ -84,7 +90,10 @@ pub async fn run(
     }
     Ok(if verdicts.iter().any(|v| v.error.is_some()) {
         exit::ROUTE_FAILED
-    } else if verdicts.iter().any(|v| !v.missing.is_empty()) {
+    } else if verdicts
+        .iter()
+        .any(|v| !v.missing.is_empty() || v.unverifiable > 0)
+    {
         exit::SOME_FAILED
     } else {
         exit::DONE
@@ -209,6 +218,12 @@ fn print_human(verdicts: &[MailboxVerdict]) {
             println!(
                 "  MISSING: identity {} (was uid {uid}, {size} bytes)",
                 m.hash
+            );
+        }
+        if v.unverifiable > 0 {
+            println!(
+                "  NOT CHECKED: {} messages were copied into this mailbox, but it was renumbered since (its UIDVALIDITY changed) and the ledger holds no record of them on it; run `mailferry sync` with the source still holding them, or check the mailbox by hand",
+                v.unverifiable
             );
         }
         if let Some(e) = &v.error {

@@ -70,6 +70,9 @@ const TARGET_MESSAGES: &str = "
     SELECT hash, uid, size FROM target_message
     WHERE target = ?1 AND mailbox = ?2 ORDER BY uid IS NULL, uid, hash";
 
+const COPIES_INTO: &str =
+    "SELECT count(*) FROM delivery WHERE target = ?1 AND mailbox = ?2 AND state = 'copied'";
+
 const HIGHEST_UID: &str = "SELECT max(uid) FROM target_message WHERE target = ?1 AND mailbox = ?2";
 
 impl Ledger {
@@ -202,6 +205,17 @@ impl Ledger {
             present.insert(hash_from_blob(path, &blob.ctx(path, "look up hashes")?)?);
         }
         Ok(present)
+    }
+
+    /// How many messages mailferry copied into the mailbox (as deliveries),
+    /// for `verify` to tell "nothing to check" from "nothing copied".
+    pub fn copies_into(&self, target: &str, mailbox: &str) -> Result<u64> {
+        let path = &self.path;
+        let n: i64 = self
+            .conn
+            .query_row(COPIES_INTO, params![target, mailbox], |row| row.get(0))
+            .ctx(path, "count copies")?;
+        to_u64(path, n)
     }
 
     /// Everything the ledger believes is on the mailbox, by UID (unknown UIDs
