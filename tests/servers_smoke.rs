@@ -230,7 +230,8 @@ fn mailutils_serves_pop3_and_imap_with_added_headers() {
         pop3.load(&alice, &loaded());
         // First session: byte for byte (CRLF), 8-bit header bytes, the
         // body's "From " line and the leading dot included.
-        let first = pop3.maildrop(&alice);
+        let first = readers::pop3_maildrop_plain(pop3.pop3_port(), &alice.name, &alice.password)
+            .expect("POP3 maildrop");
         let expected: Vec<Vec<u8>> = loaded().iter().map(|m| readers::crlf(m)).collect();
         assert_eq!(first.len(), 3);
         for (got, want) in first.iter().zip(&expected) {
@@ -247,7 +248,8 @@ fn mailutils_serves_pop3_and_imap_with_added_headers() {
             second.push(session.retr(n).expect("RETR"));
         }
         session.quit().expect("QUIT");
-        let third = pop3.maildrop(&alice);
+        let third = readers::pop3_maildrop_plain(pop3.pop3_port(), &alice.name, &alice.password)
+            .expect("POP3 maildrop");
         for (label, served) in [("UIDL session", &second), ("next session", &third)] {
             assert_eq!(served.len(), 3, "{label}");
             for (i, (got, original)) in served.iter().zip(loaded()).enumerate() {

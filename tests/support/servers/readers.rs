@@ -213,11 +213,11 @@ impl Pop3 {
 
 /// Every message of a maildrop in POP3 order (`STAT`, then `RETR 1..=n`),
 /// each as served (dot-unstuffed, the server's line ends), in one session
-/// ended by `QUIT`.
+/// ended by `QUIT`, as a client like mailferry asks: `UTF8` when offered
+/// (RFC 6856: Courier wraps a message with 8-bit headers otherwise), and
+/// `UIDL` (GNU Mailutils writes X-UIDL into the mbox only when asked).
 pub fn pop3_maildrop(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut pop3 = Pop3::connect(port)?;
-    // RFC 6856: in UTF-8 mode a server serves messages as stored (Courier
-    // wraps one with 8-bit headers otherwise), as mailferry asks too.
     let capa = pop3.multiline("CAPA").unwrap_or_default();
     if String::from_utf8_lossy(&capa).lines().any(|l| {
         l.trim().eq_ignore_ascii_case("UTF8") || l.trim().to_ascii_uppercase().starts_with("UTF8 ")
@@ -225,9 +225,19 @@ pub fn pop3_maildrop(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8
         pop3.command("UTF8")?;
     }
     pop3.user_pass(user, password)?;
-    // UIDL as a client would: GNU Mailutils writes X-UIDL into the mbox
-    // only when it is asked.
     pop3.uidl()?;
+    retr_all(pop3)
+}
+
+/// [`pop3_maildrop`] without `UTF8` and `UIDL`: the session a minimal client
+/// has, for tests of what a server does then (Courier's wrapper, Mailutils'
+/// first session).
+pub fn pop3_maildrop_plain(port: u16, user: &str, password: &str) -> Result<Vec<Vec<u8>>, String> {
+    retr_all(Pop3::login(port, user, password)?)
+}
+
+/// `STAT`, `RETR 1..=n`, `QUIT`.
+fn retr_all(mut pop3: Pop3) -> Result<Vec<Vec<u8>>, String> {
     let (count, _) = pop3.stat()?;
     let mut messages = Vec::with_capacity(count);
     for n in 1..=count {
