@@ -19,6 +19,10 @@ struct WindowedPop3 {
     fetched: Vec<bool>,
     window: usize,
     sessions: usize,
+    /// A server without UIDL (optional in RFC 1939): CAPA does not list
+    /// it, UIDL is refused, and a message stays until DELE'd (QUIT marks as
+    /// fetched only what was deleted).
+    no_uidl: bool,
 }
 
 /// Serves POP3 on 127.0.0.1 (plain text) until the test process ends.
@@ -51,6 +55,7 @@ fn session(stream: TcpStream, maildrop: &Mutex<WindowedPop3>) {
             .collect()
     };
     let _ = out.write_all(b"+OK windowed POP3 ready\r\n");
+    let mut deleted = Vec::new();
     let mut line = String::new();
     while lines.read_line(&mut line).unwrap_or(0) > 0 {
         let command = line.trim_end().to_string();
@@ -59,8 +64,17 @@ fn session(stream: TcpStream, maildrop: &Mutex<WindowedPop3>) {
         let arg: Option<usize> = command.split(' ').nth(1).and_then(|a| a.parse().ok());
         let d = maildrop.lock().unwrap();
         let reply = match verb.as_str() {
+            "CAPA" if d.no_uidl => "+OK\r\nUSER\r\nTOP\r\n.\r\n".to_string(),
             "CAPA" => "+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n".to_string(),
-            "USER" | "PASS" | "NOOP" | "RSET" | "DELE" => "+OK\r\n".to_string(),
+            "UIDL" if d.no_uidl => "-ERR no UIDL here\r\n".to_string(),
+            "DELE" => match arg.and_then(|n| shown.get(n.wrapping_sub(1))) {
+                Some(&i) => {
+                    deleted.push(i);
+                    "+OK\r\n".to_string()
+                }
+                None => "-ERR no such message\r\n".to_string(),
+            },
+            "USER" | "PASS" | "NOOP" | "RSET" => "+OK\r\n".to_string(),
             "STAT" => format!(
                 "+OK {} {}\r\n",
                 shown.len(),
@@ -102,7 +116,8 @@ fn session(stream: TcpStream, maildrop: &Mutex<WindowedPop3>) {
             "QUIT" => {
                 drop(d);
                 let mut d = maildrop.lock().unwrap();
-                for &i in &shown {
+                let gone = if d.no_uidl { &deleted } else { &shown };
+                for &i in gone {
                     d.fetched[i] = true;
                 }
                 let _ = out.write_all(b"+OK bye\r\n");
@@ -127,6 +142,7 @@ fn a_source_that_lists_a_window_per_session_is_emptied_in_one_sync() {
         messages: mail.clone(),
         window: 25,
         sessions: 0,
+        no_uidl: false,
     }));
     let port = serve(state.clone());
     let dir = tempfile::tempdir().unwrap();
@@ -157,6 +173,71 @@ fn a_source_that_lists_a_window_per_session_is_emptied_in_one_sync() {
     // A window of 25 per session (the last one partial), then one session
     // that shows nothing new.
     assert_eq!(state.lock().unwrap().sessions, mail.len().div_ceil(25) + 1);
+}
+
+/// UIDL is optional (RFC 1939 §7): a server without it is migrated by
+/// content (every message downloaded at every pass), each message once, a
+/// later one too, and each deleted only once its copy was seen again.
+#[test]
+fn a_source_without_uidl_is_migrated_by_content() {
+    let dovecot = shared();
+    let dst = dovecot.user("nouidl");
+    let mail: Vec<Vec<u8>> = corpus("nouidl", 6)
+        .into_iter()
+        .map(|m| served(&m))
+        .collect();
+    let state = Arc::new(Mutex::new(WindowedPop3 {
+        fetched: vec![false; mail.len()],
+        messages: mail.clone(),
+        window: usize::MAX,
+        sessions: 0,
+        no_uidl: true,
+    }));
+    let port = serve(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"old\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             security = \"plain\"\nallow_plaintext = true\nusername = \"u\"\npassword = \"x\"\ntimeout = \"20s\"\n\n\
+             [[target]]\nname = \"dst\"\nhost = \"localhost\"\nport = {imaps}\nusername = \"{user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
+             [[route]]\nfrom = \"old\"\nto = \"dst\"\ndelete = \"after-copy\"\n",
+            ledger = dir.path().join("ledger.db").display(),
+            imaps = dovecot.imaps_port(),
+            user = dst.name,
+            pw = dst.password,
+            ca = dovecot.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let reports = sync(&config, &[], 0);
+    assert_eq!(
+        count(&reports[0], "copied"),
+        mail.len() as u64,
+        "{reports:?}"
+    );
+    assert_eq!(
+        count(&reports[0], "deleted"),
+        mail.len() as u64,
+        "{reports:?}"
+    );
+    assert!(
+        state.lock().unwrap().fetched.iter().all(|&f| f),
+        "source emptied"
+    );
+    // A later message under no UIDL either: copied, not taken for an old one.
+    let late = served(b"Subject: nouidl late\r\n\r\nlate\r\n");
+    {
+        let mut d = state.lock().unwrap();
+        d.messages.push(late.clone());
+        d.fetched.push(false);
+    }
+    let reports = sync(&config, &[], 0);
+    assert_eq!(count(&reports[0], "copied"), 1, "{reports:?}");
+    let mut want: Vec<Vec<u8>> = mail.iter().map(|m| as_copied(m)).collect();
+    want.push(as_copied(&late));
+    assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), sorted(want));
 }
 
 /// A message as a POP3 server would serve it: CRLF line ends.
