@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-/// What an error means for the route that met it (DESIGN.md §1).
+/// What an error means for the route that met it (docs/ARCHITECTURE.md, "Error classes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Network, timeout, `BYE`, `[IN-USE]`, `[SYS/TEMP]`: retry the route

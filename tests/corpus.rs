@@ -331,7 +331,7 @@ fn every_kind_of_message_is_there() {
     );
 }
 
-/// The identity drops the fields stores add (DESIGN.md §3): the message
+/// The identity drops the fields stores add (docs/ARCHITECTURE.md, "Message identity"): the message
 /// with them is the same message without them, and still unlike the rest.
 #[test]
 fn store_added_fields_are_what_the_identity_ignores() {

@@ -1,4 +1,4 @@
-//! Fault tests: the promise of DESIGN.md §5 — exactly once, nothing deleted before its copy — under cut connections and kill -9 of the real binary.
+//! Fault tests: the promise of docs/ARCHITECTURE.md ("Exactly once") — exactly once, nothing deleted before its copy — under cut connections and kill -9 of the real binary.
 //!
 //! Every test migrates (`delete = "after-copy"`) between fresh users of the
 //! shared private Dovecot, with a fault proxy (`support::proxy`) on one or

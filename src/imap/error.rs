@@ -106,7 +106,7 @@ impl ServerStatus {
         Some(wait)
     }
 
-    /// What a NO/BAD to APPEND means for the route (DESIGN.md §1).
+    /// What a NO/BAD to APPEND means for the route (docs/ARCHITECTURE.md, "Error classes").
     pub fn class(&self) -> ErrorClass {
         if let Some(wait) = self.throttle_wait() {
             return ErrorClass::Throttled { wait };
@@ -209,7 +209,7 @@ pub enum ImapError {
 }
 
 impl ImapError {
-    /// What this error means for the route (DESIGN.md §1).
+    /// What this error means for the route (docs/ARCHITECTURE.md, "Error classes").
     pub fn class(&self) -> ErrorClass {
         match self {
             ImapError::Net(e) if e.is_transient() => ErrorClass::Transient,

@@ -1,7 +1,7 @@
 //! Reading the selected mailbox back: UID SEARCH and UID FETCH (sizes, bodies, flags, INTERNALDATE).
 //!
 //! What the engine needs to resolve append intents and reconcile a target
-//! (DESIGN.md §5): candidates by UID range and exact size, then sizes or
+//! (docs/ARCHITECTURE.md, "Exactly once"): candidates by UID range and exact size, then sizes or
 //! whole messages by UID. `BODY.PEEK[]` so reading never sets `\Seen`.
 
 use super::encode::uid_set;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::ErrorCode;
 
 /// Everything that can go wrong in the ledger. Almost all of it is fatal for
-/// the process (DESIGN.md §1: "ledger unwritable: stop before touching any
-/// source"); see [`LedgerError::is_fatal`].
+/// the process (docs/ARCHITECTURE.md, "Error classes": fatal, "stop before
+/// touching any source"); see [`LedgerError::is_fatal`].
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// Another process holds the writer lock.

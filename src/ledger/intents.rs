@@ -1,4 +1,4 @@
-//! Append intents (DESIGN.md §5): committed before an APPEND, settled or
+//! Append intents (docs/ARCHITECTURE.md, "Exactly once"): committed before an APPEND, settled or
 //! dropped after, resolved after a crash.
 
 use std::num::NonZeroU32;

@@ -3,7 +3,7 @@
 //! One SQLite file (WAL) records what happened to every source message on
 //! every route, what each target mailbox holds (by identity hash), the append
 //! intents that make crashes harmless, and the runs `status` shows
-//! (DESIGN.md §4, §5). The schema is `state/migrations/*.sql`, applied on open.
+//! (docs/ARCHITECTURE.md, "Ledger schema" and "Exactly once"). The schema is `state/migrations/*.sql`, applied on open.
 //!
 //! - [`Ledger::open`] is the one writer per file (an OS lock on
 //!   `<file>.lock`, see `lock.rs`); [`Ledger::open_read_only`] is for `status`

@@ -180,7 +180,7 @@ impl Ledger {
     /// not deleted from the source (a deleted message's UIDL listed again
     /// names another message). One
     /// statement whatever the number of UIDLs (the no-op poll of a large
-    /// leave-on-server maildrop, DESIGN.md §6).
+    /// leave-on-server maildrop, docs/ARCHITECTURE.md, "Throughput").
     pub fn settled<S: AsRef<str>>(
         &self,
         route: &RouteKey,

@@ -36,7 +36,7 @@ impl fmt::Display for RouteKey {
     }
 }
 
-/// Where one source message stands on one route (DESIGN.md §4).
+/// Where one source message stands on one route (docs/ARCHITECTURE.md, "Ledger schema").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
@@ -113,7 +113,7 @@ pub enum Outcome<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct IntentId(pub i64);
 
-/// What to commit before an APPEND (DESIGN.md §5 step 1).
+/// What to commit before an APPEND (docs/ARCHITECTURE.md, "Exactly once", step 2).
 #[derive(Clone, Copy, Debug)]
 pub struct NewIntent<'a> {
     pub route: &'a RouteKey,

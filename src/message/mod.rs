@@ -4,7 +4,7 @@
 //! any input (8-bit, NUL, invalid UTF-8, no header, header only, empty).
 //!
 //! - [`identity`]: the content key the ledger and the target dedup on
-//!   (DESIGN.md §3), computed in one streaming pass without copying.
+//!   (docs/ARCHITECTURE.md, "Message identity"), computed in one streaming pass without copying.
 //! - [`message_id_identity`]: the wider key for `identity = "message-id"`.
 //! - [`to_crlf`]: the bytes to append to a target.
 //! - [`header`], [`message_id`], [`arrival_date`], [`parse_rfc5322_date`]:

@@ -9,7 +9,7 @@ const CRLF: &[u8] = b"\r\n";
 
 /// Header fields that POP3 maildrops add or rewrite while a message sits in
 /// them: the set Dovecot's pop3-migration plugin ignores, plus
-/// X-Mozilla-Status, X-Mozilla-Status2 and Lines (DESIGN.md §3). Nothing else:
+/// X-Mozilla-Status, X-Mozilla-Status2 and Lines (docs/ARCHITECTURE.md, "Message identity"). Nothing else:
 /// every other byte of the message is part of its identity.
 const IGNORED_FIELDS: &[&str] = &[
     "Content-Length",

@@ -114,7 +114,7 @@ pub enum Pop3Error {
 }
 
 impl Pop3Error {
-    /// What this error means for the route (DESIGN.md §1).
+    /// What this error means for the route (docs/ARCHITECTURE.md, "Error classes").
     pub fn class(&self) -> ErrorClass {
         match self {
             Pop3Error::Net(net) if net.is_transient() => ErrorClass::Transient,

@@ -1,6 +1,6 @@
 //! The append side of a pass: batches downloaded messages, dedups them
 //! against the target, and appends the rest under durable intents, settling
-//! each in the ledger as the server confirms it (DESIGN.md §5 steps 1–2).
+//! each in the ledger as the server confirms it (docs/ARCHITECTURE.md, "Exactly once", steps 2–3).
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;

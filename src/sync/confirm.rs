@@ -1,5 +1,6 @@
-//! Seeing copies again before their source messages may go (DESIGN.md §5
-//! step 4; docs/ARCHITECTURE.md): a server may acknowledge an APPEND and then
+//! Seeing copies again before their source messages may go
+//! (docs/ARCHITECTURE.md, "Exactly once", step 4): a server may acknowledge
+//! an APPEND and then
 //! lose it (GNU Mailutils' imap4d answered 146 APPENDs with OK into an mbox
 //! that was empty at SELECT and kept one at LOGOUT). A copy is durable only
 //! once a target session opened after the appending one ended shows it: by

@@ -1,4 +1,4 @@
-//! What is on the target mailbox beyond what the ledger knows (DESIGN.md §5
+//! What is on the target mailbox beyond what the ledger knows (docs/ARCHITECTURE.md, "Exactly once"
 //! step 5): a lost or restored ledger, a mailbox recreated behind our back,
 //! mail copied by another tool. Built cheaply and lazily: the sizes and
 //! Message-IDs of the unknown messages first (UID FETCH of RFC822.SIZE and

@@ -1,4 +1,4 @@
-//! Resolving leftover append intents (DESIGN.md §5 step 3): an intent left by
+//! Resolving leftover append intents (docs/ARCHITECTURE.md, "Exactly once", step 3): an intent left by
 //! a crash or a cut connection means "this APPEND may have happened". Before
 //! new work, look for it on the mailbox by content: found, it is settled as
 //! appended; not found, the intent is dropped and the message will be

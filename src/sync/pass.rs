@@ -1,6 +1,6 @@
 //! One pass of one route: resolve leftover intents, list the source, fetch
 //! what is unsettled, dedup, append with intents, settle, then delete what
-//! the policy allows. The exactly-once protocol of DESIGN.md §5, step by step.
+//! the policy allows. The exactly-once protocol of docs/ARCHITECTURE.md, step by step.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;

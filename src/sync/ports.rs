@@ -1,5 +1,5 @@
 //! What the engine needs from a source and a target: two small traits, so the
-//! pass logic reads as the protocol of DESIGN.md §5 and not as POP3 or IMAP.
+//! pass logic reads as the protocol of docs/ARCHITECTURE.md ("Exactly once") and not as POP3 or IMAP.
 //!
 //! [`crate::sync::adapters`] implements them for the real POP3 and IMAP
 //! sessions. Errors cross this boundary as [`RouteError`]: a class (what to do)
