@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("record 100,000 seen (1 transaction): {:?}", t.elapsed());
     let dups: Vec<(&str, Outcome<'_>)> = uidls
         .iter()
-        .map(|u| (u.as_str(), Outcome::Duplicate))
+        .map(|u| (u.as_str(), Outcome::Duplicate { of: None }))
         .collect();
     let t = Instant::now();
     ledger.record_outcomes(&route, &dups)?;

@@ -329,7 +329,7 @@ fn settled_counts_states_and_attempts() -> TestResult {
     l.record_outcomes(
         &r,
         &[
-            ("d", Outcome::Duplicate),
+            ("d", Outcome::Duplicate { of: None }),
             ("s", Outcome::Skipped { reason: "too big" }),
         ],
     )?;
@@ -450,7 +450,7 @@ fn deletable_needs_every_route() -> TestResult {
     l.record_outcomes(
         &b,
         &[
-            ("m1", Outcome::Duplicate),
+            ("m1", Outcome::Duplicate { of: None }),
             ("m2", Outcome::Skipped { reason: "filter" }),
         ],
     )?;

@@ -109,7 +109,9 @@ impl ImapSession {
                 let Untagged::Fetch(data) = u else { continue };
                 match (data.uid, data.size) {
                     (Some(uid), Some(size)) if uid >= from => out.push((uid, size)),
-                    (Some(_), _) => below = true,
+                    (Some(uid), _) if uid < from => below = true,
+                    // An unsolicited FETCH (a flag change) may carry a UID
+                    // and no size: it says nothing about the window.
                     _ => {}
                 }
             }

@@ -1,16 +1,16 @@
 //! Per source message and route: seen, outcomes, the settled fast path,
 //! and what may be deleted from the source.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension};
 
 use super::error::{Context, LedgerError, Result};
-use super::sql::{bad_row, duration_ms, json_strings, to_i64};
+use super::sql::{bad_row, duration_ms, hash_from_blob, json_strings, to_i64};
 use super::types::{Delivery, DeliveryState, Outcome, RouteKey, SeenMessage};
 use super::{read_tx, write_tx, Ledger};
-use crate::message::HASH_VERSION;
+use crate::message::{Hash, HASH_VERSION};
 
 const INSERT_SOURCE_MESSAGE: &str = "
     INSERT INTO source_message (source, uidl, size, hash, hash_version, first_seen_ms)
@@ -34,14 +34,16 @@ const ENSURE_SOURCE_MESSAGE: &str = "
 /// An UPDATE first, because the delivery nearly always exists (`record_seen`
 /// made it): measured several times faster than an UPSERT on this table.
 const UPDATE_OUTCOME: &str = "
-    UPDATE delivery SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_ms = ?8
+    UPDATE delivery SET state = ?5, attempts = attempts + ?6, last_error = ?7, updated_ms = ?8,
+        target_hash = ?9
     WHERE source = ?1 AND target = ?2 AND mailbox = ?3 AND uidl = ?4 AND state <> 'copied'";
 
 /// For a message never seen (it failed before download); ignored when the
 /// delivery exists (it is copied, or the UPDATE would have matched).
 const INSERT_OUTCOME: &str = "
-    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, last_error, updated_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    INSERT INTO delivery (source, target, mailbox, uidl, state, attempts, last_error, updated_ms,
+                          target_hash)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT DO NOTHING";
 
 /// CROSS JOIN makes SQLite keep the JSON list as the outer loop, so each
@@ -55,27 +57,57 @@ const SETTLED: &str = "
            OR (d.state = 'failed' AND d.attempts >= ?5))
       AND NOT EXISTS (
         SELECT 1 FROM source_message AS s
-        WHERE s.source = ?1 AND s.uidl = d.uidl AND s.deleted_ms IS NOT NULL)";
+        WHERE s.source = ?1 AND s.uidl = d.uidl
+          AND (s.deleted_ms IS NOT NULL OR s.retired_ms IS NOT NULL))";
 
-/// UIDLs among `?2` whose message the source deleted: listed again, the
-/// UIDL names another message (popa3d derives UIDLs from headers).
+/// UIDLs among `?2` whose message the source deleted, or whose record was
+/// retired: listed again, the UIDL names another message (popa3d derives
+/// UIDLs from headers).
 const DELETED_AMONG: &str = "
     SELECT s.uidl FROM json_each(?2) AS j
     CROSS JOIN source_message AS s ON s.source = ?1 AND s.uidl = j.value
-    WHERE s.deleted_ms IS NOT NULL";
+    WHERE s.deleted_ms IS NOT NULL OR s.retired_ms IS NOT NULL";
+
+/// A message told apart by content (its key holds its identity) listed
+/// again after it was deleted: the same bytes under the same UIDL, back.
+const REAPPEARED: &str = "
+    UPDATE source_message SET deleted_ms = NULL
+    WHERE source = ?1 AND uidl IN (SELECT value FROM json_each(?2)) AND deleted_ms IS NOT NULL
+      AND instr(uidl, ' #') > 0";
+
+const RETIRE: &str = "
+    UPDATE source_message SET retired_ms = ?3
+    WHERE source = ?1 AND uidl IN (SELECT value FROM json_each(?2)) AND retired_ms IS NULL";
+
+const SOURCE_HASHES: &str = "
+    SELECT s.uidl, s.hash FROM json_each(?2) AS j
+    CROSS JOIN source_message AS s ON s.source = ?1 AND s.uidl = j.value
+    WHERE s.hash IS NOT NULL AND s.hash_version = ?3";
 
 /// `?3` is a JSON array of `[target, mailbox]` pairs: the message must be
 /// copied or duplicate on every one of them.
 const DELETABLE: &str = "
     SELECT s.uidl FROM source_message AS s
-    WHERE s.source = ?1 AND s.deleted_ms IS NULL AND s.first_seen_ms <= ?2
+    WHERE s.source = ?1 AND s.deleted_ms IS NULL AND s.retired_ms IS NULL
+      AND s.first_seen_ms <= ?2
       AND NOT EXISTS (
         SELECT 1 FROM json_each(?3) AS r
         WHERE NOT EXISTS (
           SELECT 1 FROM delivery AS d
           WHERE d.source = s.source AND d.uidl = s.uidl
             AND d.target = r.value ->> 0 AND d.mailbox = r.value ->> 1
-            AND (d.state = 'duplicate' OR (d.state = 'copied' AND d.confirmed_ms IS NOT NULL))))
+            AND (
+              (d.state = 'copied' AND d.confirmed_ms IS NOT NULL)
+              OR (d.state = 'duplicate' AND (d.target_hash IS NULL OR (
+                -- the copy it duplicates is recorded on the mailbox, and
+                -- no copy of it is waiting to be seen again (or lost)
+                EXISTS (SELECT 1 FROM target_message AS t
+                        WHERE t.target = d.target AND t.mailbox = d.mailbox
+                          AND t.hash = d.target_hash)
+                AND NOT EXISTS (SELECT 1 FROM delivery AS c
+                                WHERE c.target = d.target AND c.mailbox = d.mailbox
+                                  AND c.target_hash = d.target_hash AND c.state = 'copied'
+                                  AND c.confirmed_ms IS NULL)))))))
     ORDER BY s.uidl";
 
 const DELIVERY: &str = "
@@ -149,11 +181,12 @@ impl Ledger {
                 .prepare_cached(INSERT_OUTCOME)
                 .ctx(path, "record outcome")?;
             for (uidl, outcome) in outcomes {
-                let (state, attempts, error) = match outcome {
-                    Outcome::Duplicate => ("duplicate", 0, None),
-                    Outcome::Skipped { reason } => ("skipped", 0, Some(*reason)),
-                    Outcome::Failed { reason } => ("failed", 1, Some(*reason)),
+                let (state, attempts, error, of) = match outcome {
+                    Outcome::Duplicate { of } => ("duplicate", 0, None, *of),
+                    Outcome::Skipped { reason } => ("skipped", 0, Some(*reason), None),
+                    Outcome::Failed { reason } => ("failed", 1, Some(*reason), None),
                 };
+                let of = of.map(|h| h.0.to_vec());
                 let values = params![
                     route.source,
                     route.target,
@@ -162,7 +195,8 @@ impl Ledger {
                     state,
                     attempts,
                     error,
-                    now
+                    now,
+                    of
                 ];
                 if update.execute(values).ctx(path, "record outcome")? == 0 {
                     ensure
@@ -227,6 +261,59 @@ impl Ledger {
             .ctx(path, "look up deleted")?;
         rows.collect::<rusqlite::Result<_>>()
             .ctx(path, "look up deleted")
+    }
+
+    /// These content keys were listed again after their message was
+    /// deleted: the same message is back (see `REAPPEARED`), and is handled
+    /// like any other (settled, deletable) rather than downloaded anew at
+    /// every pass.
+    pub fn reappeared<S: AsRef<str>>(&mut self, source: &str, keys: &[S]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        tx.execute(REAPPEARED, params![source, json_strings(keys)])
+            .ctx(path, "record reappeared messages")?;
+        tx.commit().ctx(path, "record reappeared messages")
+    }
+
+    /// Retires the records of these keys (see migration 0004): a UIDL now
+    /// names another message.
+    pub fn retire<S: AsRef<str>>(&mut self, source: &str, uidls: &[S]) -> Result<()> {
+        if uidls.is_empty() {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        tx.execute(RETIRE, params![source, json_strings(uidls), now])
+            .ctx(path, "retire UIDLs")?;
+        tx.commit().ctx(path, "retire UIDLs")
+    }
+
+    /// The identity recorded (at the current hash version) for each of
+    /// these keys that has one.
+    pub fn source_hashes<S: AsRef<str>>(
+        &self,
+        source: &str,
+        uidls: &[S],
+    ) -> Result<HashMap<String, Hash>> {
+        let path = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare_cached(SOURCE_HASHES)
+            .ctx(path, "look up source hashes")?;
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map(params![source, json_strings(uidls), HASH_VERSION], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .ctx(path, "look up source hashes")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx(path, "look up source hashes")?;
+        rows.into_iter()
+            .map(|(uidl, hash)| Ok((uidl, hash_from_blob(path, &hash)?)))
+            .collect()
     }
 
     /// UIDLs of `source` that may be deleted from it: copied or duplicate on

@@ -89,7 +89,7 @@ fn settled_lookup_of_100k_uidls_is_one_statement() -> Result<()> {
     let outcomes: Vec<(&str, Outcome<'_>)> = uidls
         .iter()
         .step_by(2)
-        .map(|u| (u.as_str(), Outcome::Duplicate))
+        .map(|u| (u.as_str(), Outcome::Duplicate { of: None }))
         .collect();
     ledger.record_outcomes(&r, &outcomes)?;
 
@@ -146,7 +146,7 @@ fn deletable_honours_min_age() -> Result<()> {
             hash: hash(1),
         }],
     )?;
-    ledger.record_outcomes(&r, &[("old", Outcome::Duplicate)])?;
+    ledger.record_outcomes(&r, &[("old", Outcome::Duplicate { of: None })])?;
     ledger.clock = ten_days_later;
     let routes = [r.clone()];
     let days = |n: u64| Some(Duration::from_secs(n * 86_400));

@@ -101,8 +101,9 @@ pub struct SeenMessage<'a> {
 /// (which only [`Ledger::settle_appended`](super::Ledger::settle_appended) records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    /// Already on the target mailbox.
-    Duplicate,
+    /// Already on the target mailbox, under this dedup key (`None`: not
+    /// known; such a duplicate is trusted as before ledger version 4).
+    Duplicate { of: Option<Hash> },
     /// Not to be copied, for this reason (too big, refused by policy…).
     Skipped { reason: &'a str },
     /// One more failed attempt, for this reason.

@@ -51,7 +51,7 @@ pub(crate) fn normalise(raw: &[u8], drop_ignored: bool, emit: &mut impl FnMut(&[
         // An mbox envelope line (`From sender date`) is not part of the
         // message: mbox stores strip it (GNU Mailutils on APPEND, popa3d
         // when serving) or keep it (Cyrus, Maildir).
-        if drop_ignored && n == 0 && line.content.starts_with(b"From ") {
+        if drop_ignored && n == 0 && is_envelope_line(line.content) {
             continue;
         }
         if in_header {
@@ -96,6 +96,14 @@ pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
     normalise(raw, false, &mut |piece| out.extend_from_slice(piece));
     Cow::Owned(out)
+}
+
+/// An mbox envelope line, `From sender date`: not a `From :` header field
+/// (RFC 5322 §4.5.3 allows blanks before the colon).
+fn is_envelope_line(content: &[u8]) -> bool {
+    content
+        .strip_prefix(b"From ")
+        .is_some_and(|rest| !rest.trim_ascii_start().starts_with(b":"))
 }
 
 /// True when a header line starts one of the [`IGNORED_FIELDS`]. The name is

@@ -254,4 +254,8 @@ fn a_leading_mbox_envelope_line_is_not_part_of_the_identity() {
         identity(&[base, &b"From x\r\n"[..]].concat()),
         identity(base)
     );
+    // A `From :` header field (obsolete syntax) is a field, not an envelope.
+    let a = b"From : alice@example.org\r\nSubject: s\r\n\r\nbody\r\n";
+    let b = b"From : bob@example.org\r\nSubject: s\r\n\r\nbody\r\n";
+    assert_ne!(identity(a), identity(b));
 }

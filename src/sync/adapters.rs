@@ -202,8 +202,14 @@ impl ImapTarget {
 /// A FETCH answer the server could not give for some message in it: a NO,
 /// or a body the grammar refuses (GNU Mailutils announced a 494-byte
 /// literal for a 412-byte message with bare CR line ends).
+/// A NO that is about the messages (not a transient or throttling one,
+/// which fails the look and is retried later).
 fn unreadable(e: &ImapError) -> bool {
-    matches!(e, ImapError::Protocol { .. } | ImapError::Command { .. })
+    match e {
+        ImapError::Protocol { .. } => true,
+        ImapError::Command { status, .. } => status.class() == crate::retry::ErrorClass::Message,
+        _ => false,
+    }
 }
 
 impl ImapTarget {

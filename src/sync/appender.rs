@@ -34,7 +34,8 @@ pub(super) struct Appender<'a, T: MailTarget> {
     /// deleted message's): recorded under UIDL and content, see
     /// [`content_key`].
     pub(super) by_content: &'a HashSet<u32>,
-    /// The keys given to those messages, by message number.
+    /// The key of every message downloaded in this session, by message
+    /// number (for those: UIDL and content).
     pub(super) keys: HashMap<u32, String>,
     pub(super) report: &'a mut PassReport,
     pub(super) index: TargetIndex,
@@ -148,12 +149,11 @@ impl<T: MailTarget> Appender<'_, T> {
                     };
                     let hash = dedup_key(self.plan.identity, &bytes);
                     let key = if by_content {
-                        let key = content_key(uidl, &bytes);
-                        self.keys.insert(msgno, key.clone());
-                        key
+                        content_key(uidl, &bytes)
                     } else {
                         uidl.to_string()
                     };
+                    self.keys.insert(msgno, key.clone());
                     ready.push(Ready {
                         uidl: key,
                         bytes,
@@ -251,7 +251,7 @@ impl<T: MailTarget> Appender<'_, T> {
         if !dups.is_empty() {
             let outcomes: Vec<(&str, Outcome<'_>)> = dups
                 .iter()
-                .map(|r| (r.uidl.as_str(), Outcome::Duplicate))
+                .map(|r| (r.uidl.as_str(), Outcome::Duplicate { of: Some(r.hash) }))
                 .collect();
             self.ledger.call(|l| l.record_outcomes(key, &outcomes))?;
             self.report.counts.duplicates += dups.len() as u64;
@@ -481,6 +481,7 @@ impl<T: MailTarget> Appender<'_, T> {
             return Ok(());
         }
         let (route, max) = (&self.plan.key, self.options.max_attempts);
+        self.ledger.call(|l| l.reappeared(&route.source, &keys))?;
         let settled = self.ledger.call(|l| l.settled(route, &keys, max))?;
         ready.retain(|r| !settled.contains(&r.uidl));
         Ok(())

@@ -50,9 +50,12 @@ pub async fn confirm<T: MailTarget>(
         });
     let mut lost = Vec::new();
     let mut found = HashMap::new();
+    // False when some body could not be read (expunged meanwhile, or the
+    // server cannot send it): a copy not found may be that one.
+    let mut complete = true;
     if !open.is_empty() {
         let known: HashSet<u32> = seen.iter().filter_map(|c| c.uid).map(|u| u.get()).collect();
-        found = by_content(plan, target, &open, &sizes, &known).await?;
+        found = by_content(plan, target, &open, &sizes, &known, &mut complete).await?;
         let (yes, no): (Vec<Unconfirmed>, Vec<Unconfirmed>) = std::mem::take(&mut open)
             .into_iter()
             .partition(|c| found.contains_key(&c.target_hash));
@@ -78,6 +81,10 @@ pub async fn confirm<T: MailTarget>(
     ledger.call(|l| l.confirm_copies(&plan.key, &seen_uidls))?;
     tracing::debug!(route = %plan.name, confirmed = seen.len(), lost = lost.len(), "copies seen again");
     if lost.is_empty() {
+        return Ok(());
+    }
+    if !complete {
+        tracing::warn!(route = %plan.name, count = lost.len(), "copies not found while some messages of the mailbox could not be read: they stay unconfirmed (not deleted from the source, not copied again) until a later look");
         return Ok(());
     }
     let uidls: Vec<&str> = lost.iter().map(|c| c.uidl.as_str()).collect();
@@ -151,6 +158,7 @@ async fn by_content<T: MailTarget>(
     open: &[Unconfirmed],
     sizes: &HashMap<u32, u64>,
     known: &HashSet<u32>,
+    complete: &mut bool,
 ) -> Result<HashMap<Hash, (u32, u64)>, RouteError> {
     let (first, rest) = by_size_first(sizes, open.iter().map(|c| c.size), known);
     let mut found = HashMap::new();
@@ -159,7 +167,9 @@ async fn by_content<T: MailTarget>(
             break;
         }
         for chunk in batch.chunks(BODIES_PER_FETCH) {
-            for (uid, bytes) in target.fetch(chunk).await? {
+            let got = target.fetch(chunk).await?;
+            *complete &= got.len() == chunk.len();
+            for (uid, bytes) in got {
                 let hash = dedup_key(plan.identity, &bytes);
                 let size = sizes.get(&uid).copied().unwrap_or(bytes.len() as u64);
                 found.entry(hash).or_insert((uid, size));

@@ -39,7 +39,7 @@ pub async fn resolve<T: MailTarget>(
         return Ok(());
     }
     tracing::info!(route = %plan.name, count = open.len(), "resolving append intents left by an interrupted pass");
-    look(plan, state, target, ledger, &mut open, report, false).await?;
+    look(plan, state, target, ledger, &mut open, report).await?;
     if open.is_empty() {
         return Ok(());
     }
@@ -49,7 +49,7 @@ pub async fn resolve<T: MailTarget>(
     // show what arrived, and look again before deciding it never happened.
     tokio::time::sleep(grace).await;
     target.refresh().await?;
-    look(plan, state, target, ledger, &mut open, report, true).await?;
+    look(plan, state, target, ledger, &mut open, report).await?;
     for intent in open {
         ledger.call(|l| l.drop_intent(intent.id))?;
         report.intents_dropped += 1;
@@ -67,10 +67,10 @@ fn min_uid(intent: &Intent, state: &MailboxState) -> Option<u32> {
 }
 
 /// Settles every intent of `open` whose message is on the mailbox and
-/// leaves the others in `open`. The `last` look also takes a message the
-/// server altered (Cyrus munge8bit turns 8-bit header bytes into `X`): one
-/// of the intent's exact size, in its UID window, that the ledger knows
-/// nothing of.
+/// leaves the others in `open`. A message the server stored altered (Cyrus
+/// munge8bit) is not found, and is appended again: taking an unknown
+/// message of the same size for it could take another client's message
+/// and delete the original on its word.
 async fn look<T: MailTarget>(
     plan: &RoutePlan,
     state: &MailboxState,
@@ -78,7 +78,6 @@ async fn look<T: MailTarget>(
     ledger: &SharedLedger,
     open: &mut Vec<Intent>,
     report: &mut PassReport,
-    last: bool,
 ) -> Result<(), RouteError> {
     let floors: Vec<Option<u32>> = open.iter().map(|i| min_uid(i, state)).collect();
     let from = floors.iter().copied().min().flatten();
@@ -105,54 +104,7 @@ async fn look<T: MailTarget>(
         .filter(|&(uid, _)| floors.iter().any(|f| f.is_some_and(|floor| uid >= floor)))
         .collect();
     hash_bodies(plan, target, &since, &mut hashes).await?;
-    settle_found(ledger, open, &floors, &hashes, report)?;
-    if last && !open.is_empty() {
-        settle_altered(plan, ledger, open, state, &sizes, &hashes, report)?;
-    }
-    Ok(())
-}
-
-/// Settles each open intent of an unchanged mailbox for which a message of
-/// exactly its size sits in its UID window, unknown to the ledger (not
-/// ours under another hash, not another intent's): the server stored the
-/// APPEND altered. Appending again would only add a second altered copy.
-fn settle_altered(
-    plan: &RoutePlan,
-    ledger: &SharedLedger,
-    open: &mut Vec<Intent>,
-    state: &MailboxState,
-    sizes: &[(u32, u64)],
-    hashes: &HashMap<u32, Hash>,
-    report: &mut PassReport,
-) -> Result<(), RouteError> {
-    let key = &plan.key;
-    let known: std::collections::HashSet<Hash> = ledger
-        .call(|l| l.target_messages(&key.target, &key.mailbox))?
-        .into_iter()
-        .map(|m| m.hash)
-        .collect();
-    let mut claimed = std::collections::HashSet::new();
-    let mut still = Vec::new();
-    for intent in std::mem::take(open) {
-        let floor = min_uid(&intent, state);
-        let found = sizes.iter().find(|&&(uid, size)| {
-            floor.is_some_and(|f| uid >= f)
-                && size == intent.size
-                && hashes.get(&uid).is_some_and(|h| !known.contains(h))
-                && !claimed.contains(&uid)
-        });
-        match found.and_then(|&(uid, _)| NonZeroU32::new(uid)) {
-            Some(uid) => {
-                claimed.insert(uid.get());
-                tracing::warn!(route = %plan.name, uid = uid.get(), "an interrupted APPEND was stored altered by the server (same size, other content): taken as the copy");
-                ledger.call(|l| l.settle_appended(&[(intent.id, Some(uid))], true))?;
-                report.intents_found += 1;
-            }
-            None => still.push(intent),
-        }
-    }
-    *open = still;
-    Ok(())
+    settle_found(ledger, open, &floors, &hashes, report)
 }
 
 /// Fetches `messages` and records each one's identity under its UID.

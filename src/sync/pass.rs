@@ -202,13 +202,18 @@ where
     )
     .await;
     let result = match result {
-        Ok(listing) => match confirm_before_delete(plan, target, ledger, options, report).await {
-            Ok(()) => finish_source(plan, source, &listing, ledger, options, report).await,
-            Err(e) => {
-                source.quit().await;
-                Err(e)
+        Ok((listing, downloaded)) => {
+            match confirm_before_delete(plan, target, ledger, options, report).await {
+                Ok(()) => {
+                    let seen = (listing.as_slice(), &downloaded);
+                    finish_source(plan, source, seen, ledger, options, report).await
+                }
+                Err(e) => {
+                    source.quit().await;
+                    Err(e)
+                }
             }
-        },
+        }
         Err(e) => {
             source.quit().await;
             Err(e)
@@ -310,7 +315,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
     options: &PassOptions,
     cancel: &CancellationToken,
     report: &mut PassReport,
-) -> Result<Vec<Listed>, RouteError> {
+) -> Result<(Vec<Listed>, HashSet<u32>), RouteError> {
     let mut listing = source.list().await?;
     let uidls: Vec<&str> = listing.iter().map(|m| m.uidl.as_str()).collect();
     let settled = ledger.call(|l| l.settled(&plan.key, &uidls, options.max_attempts))?;
@@ -333,6 +338,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         report,
     )
     .await;
+    let downloaded: HashSet<u32> = keys.keys().copied().collect();
     // A message told apart by content is deleted only under the key its
     // downloaded content gave it in this very session.
     for m in &mut listing {
@@ -342,7 +348,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
                 .unwrap_or_else(|| format!("{} #undecided", m.uidl));
         }
     }
-    result.map(|()| listing)
+    result.map(|()| (listing, downloaded))
 }
 
 /// UIDLs the listing gives to more than one message (RFC 1939 says they are
@@ -376,6 +382,10 @@ fn told_apart_by_content(
         .filter(|m| repeated.contains(&m.uidl) || deleted.contains(&m.uidl))
         .map(|m| m.msgno)
         .collect();
+    // What the ledger recorded under a repeated UIDL stands for none of the
+    // messages now listed under it.
+    let plain: Vec<&str> = repeated.iter().map(String::as_str).collect();
+    ledger.call(|l| l.retire(&plan.key.source, &plain))?;
     if !by_content.is_empty() {
         tracing::warn!(route = %plan.name, messages = by_content.len(), repeated = repeated.len(), "the source gives one UIDL to several messages (or reuses a deleted message's): they are told apart by content and downloaded at every pass");
     }
@@ -468,13 +478,83 @@ async fn transfer_todo<S: MailSource, T: MailTarget>(
     Ok(())
 }
 
+/// Of the messages about to be deleted, those this session downloaded were
+/// decided on their own content; the others (settled in an earlier pass)
+/// are downloaded now, and kept unless their content is the one the ledger
+/// recorded under their key: a UIDL may since name another message (popa3d
+/// derives it from headers; the one it named may have been deleted by
+/// another client). Such a key is retired: the message is then told apart
+/// by content and copied. Costs one download per message deleted in a
+/// later pass than the one that copied it (`after_days`, a failed pass).
+async fn same_content<S: MailSource>(
+    plan: &RoutePlan,
+    source: &mut S,
+    (listing, downloaded): (&[Listed], &HashSet<u32>),
+    msgnos: Vec<u32>,
+    ledger: &SharedLedger,
+) -> Result<Vec<u32>, RouteError> {
+    let key_of: HashMap<u32, &str> = listing
+        .iter()
+        .filter(|m| msgnos.contains(&m.msgno) && !downloaded.contains(&m.msgno))
+        .map(|m| (m.msgno, m.uidl.as_str()))
+        .collect();
+    if key_of.is_empty() {
+        return Ok(msgnos);
+    }
+    let keys: Vec<&str> = key_of.values().copied().collect();
+    let recorded = ledger.call(|l| l.source_hashes(&plan.key.source, &keys))?;
+    let mut check: Vec<u32> = key_of.keys().copied().collect();
+    check.sort_unstable();
+    let sizes = source.sizes(&check).await?;
+    let wanted: Vec<(u32, u64)> = check
+        .iter()
+        .map(|&n| (n, sizes.get(&n).copied().unwrap_or(0)))
+        .collect();
+    let (tx, mut rx) = budget::channel(PassOptions::default().budget_bytes);
+    let fetch = async {
+        let result = source.retrieve(&wanted, &tx).await;
+        drop(tx);
+        result
+    };
+    let mut same = HashSet::new();
+    let mut other = Vec::new();
+    let compare = async {
+        while let Some(fetched) = rx.recv().await {
+            let (msgno, bytes, _reservation) = fetched.into_parts();
+            let (Ok(raw), Some(&key)) = (bytes, key_of.get(&msgno)) else {
+                continue;
+            };
+            let crlf = message::to_crlf(&raw);
+            match recorded.get(key) {
+                Some(h)
+                    if *h == message::identity(&crlf) || *h == dedup_key(plan.identity, &crlf) =>
+                {
+                    same.insert(msgno);
+                }
+                Some(_) => other.push(key),
+                None => {}
+            }
+        }
+    };
+    let (fetched, ()) = tokio::join!(fetch, compare);
+    fetched?;
+    if !other.is_empty() {
+        tracing::warn!(route = %plan.name, count = other.len(), "a UIDL now names a message other than the one copied under it: not deleted; it will be told apart by content");
+        ledger.call(|l| l.retire(&plan.key.source, &other))?;
+    }
+    Ok(msgnos
+        .into_iter()
+        .filter(|n| downloaded.contains(n) || same.contains(n))
+        .collect())
+}
+
 /// Applies the delete policy, then ends the POP3 session. Only messages
 /// whose copy the ledger holds as durably settled on every route from this
 /// source are deleted, and only at QUIT (RFC 1939 §6).
 async fn finish_source<S: MailSource>(
     plan: &RoutePlan,
-    source: S,
-    listing: &[Listed],
+    mut source: S,
+    (listing, downloaded): (&[Listed], &HashSet<u32>),
     ledger: &SharedLedger,
     options: &PassOptions,
     report: &mut PassReport,
@@ -509,6 +589,18 @@ async fn finish_source<S: MailSource>(
         if options.dry_run {
             report.would_delete = msgnos.len() as u64;
         }
+        source.quit().await;
+        return Ok(());
+    }
+    let msgnos = match same_content(plan, &mut source, (listing, downloaded), msgnos, ledger).await
+    {
+        Ok(msgnos) => msgnos,
+        Err(e) => {
+            source.quit().await;
+            return Err(e);
+        }
+    };
+    if msgnos.is_empty() {
         source.quit().await;
         return Ok(());
     }

@@ -14,3 +14,15 @@ ALTER TABLE delivery ADD COLUMN target_hash BLOB CHECK (target_hash IS NULL OR l
 -- keep that trust rather than be checked long after (a user may have
 -- deleted them on the target since, on purpose).
 UPDATE delivery SET confirmed_ms = updated_ms WHERE state = 'copied';
+
+-- A duplicate is deletable only while no copy under its dedup key waits to
+-- be seen again: that lookup goes by (target, mailbox, target_hash).
+CREATE INDEX delivery_by_target_hash ON delivery (target, mailbox, target_hash)
+    WHERE target_hash IS NOT NULL;
+
+-- A UIDL does not always name one message for ever (popa3d derives it from
+-- headers; a message may leave the maildrop without mailferry deleting it).
+-- A record whose UIDL was since seen on another message is retired: it
+-- settles nothing and allows no DELE; the message now under that UIDL is
+-- told apart by content.
+ALTER TABLE source_message ADD COLUMN retired_ms INTEGER;
