@@ -117,6 +117,9 @@ enum Command {
         /// Sum these ledgers (one per shard) instead of reading the config's
         #[arg(long, num_args = 1.., value_name = "LEDGER")]
         merge: Vec<PathBuf>,
+        /// List every message not copied (failed or skipped), with the reason
+        #[arg(long)]
+        messages: bool,
     },
     /// Prove against the live targets that every copied message is there
     Verify {
@@ -301,7 +304,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let (json, deep) = (cli.json, *deep);
             Ok(runtime()?.block_on(commands::verify::run(&config, &selected, json, deep))?)
         }
-        Command::Status { merge } => Ok(commands::status::run(&config, cli.json, merge)?),
+        Command::Status { merge, messages } => {
+            Ok(commands::status::run(&config, cli.json, merge, *messages)?)
+        }
         Command::Run => runtime()?.block_on(async {
             let stop = stop_on_signals();
             let reload = reload_on_sighup();

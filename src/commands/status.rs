@@ -7,12 +7,17 @@ use std::path::PathBuf;
 
 use std::time::SystemTime;
 
-use crate::ledger::{Ledger, LedgerError, Pause, RouteStatus, RunRecord};
+use crate::ledger::{Ledger, LedgerError, Outstanding, Pause, RouteStatus, RunRecord};
 use crate::sync::plan::route_key;
 
 /// Prints the status of every configured route, from the config's ledger
 /// or, with `merge`, summed over these ledgers (one per shard).
-pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerError> {
+pub fn run(
+    config: &Config,
+    json: bool,
+    merge: &[PathBuf],
+    messages: bool,
+) -> Result<u8, LedgerError> {
     let ledgers: Vec<Ledger> = if merge.is_empty() {
         match Ledger::open_read_only(&config.ledger_path) {
             Ok(l) => vec![l],
@@ -43,10 +48,29 @@ pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerE
         rows.push((route.name.as_str(), merged, pause));
     }
     let ledger = ledgers.first();
+    // With --messages: every outstanding message of each route, per ledger.
+    let mut listed: Vec<Vec<Outstanding>> = Vec::new();
+    for route in &config.routes {
+        let key = route_key(config, route);
+        let mut all = Vec::new();
+        if messages {
+            for l in &ledgers {
+                all.extend(l.outstanding(&key, u64::MAX)?);
+            }
+        }
+        listed.push(all);
+    }
     if json {
         let routes: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(name, s, p)| to_json(name, s.as_ref(), p.as_ref()))
+            .zip(&listed)
+            .map(|((name, s, p), list)| {
+                let mut v = to_json(name, s.as_ref(), p.as_ref());
+                if messages {
+                    v["messages"] = list.iter().map(outstanding_json).collect();
+                }
+                v
+            })
             .collect();
         let files: Vec<&std::path::Path> = if merge.is_empty() {
             vec![config.ledger_path.as_path()]
@@ -67,11 +91,15 @@ pub fn run(config: &Config, json: bool, merge: &[PathBuf]) -> Result<u8, LedgerE
             );
         }
         print_table(&rows);
+        if messages {
+            for ((name, _, _), list) in rows.iter().zip(&listed) {
+                print_outstanding(name, list);
+            }
+        }
     }
-    let failed = rows.iter().any(|(_, s, _)| {
-        s.as_ref()
-            .is_some_and(|s| s.states.failed + s.states.skipped > 0)
-    });
+    let failed = rows
+        .iter()
+        .any(|(_, s, _)| s.as_ref().is_some_and(|s| s.outstanding > 0));
     Ok(if failed {
         exit::SOME_FAILED
     } else {
@@ -89,6 +117,7 @@ fn add(mut sum: RouteStatus, other: RouteStatus) -> RouteStatus {
     s.failed += o.failed;
     s.deleted += o.deleted;
     sum.pending_intents += other.pending_intents;
+    sum.outstanding += other.outstanding;
     let later = |a: &Option<RunRecord>, b: &Option<RunRecord>| match (a, b) {
         (Some(a), Some(b)) => b.started > a.started,
         (None, Some(_)) => true,
@@ -127,11 +156,60 @@ fn to_json(name: &str, status: Option<&RouteStatus>, pause: Option<&Pause>) -> s
         "skipped": s.states.skipped,
         "failed": s.states.failed,
         "pending": s.states.seen + s.pending_intents,
+        "outstanding": s.outstanding,
         "deleted": s.states.deleted,
         "last_run": last_run,
         "last_error": s.last_message_error,
         "paused": paused,
     })
+}
+
+/// One outstanding message for `--json`.
+pub fn outstanding_json(m: &Outstanding) -> serde_json::Value {
+    serde_json::json!({
+        "key": m.uidl,
+        "state": m.state.as_str(),
+        "attempts": m.attempts,
+        "reason": m.reason,
+        "size": m.size,
+        "first_seen": time::unix(m.first_seen),
+        "last_try": time::unix(m.last_try),
+    })
+}
+
+/// One line per outstanding message: key, state, attempts, size, when
+/// last tried, and the reason (control characters shown as `?`).
+pub fn outstanding_line(m: &Outstanding) -> String {
+    let reason: String = m
+        .reason
+        .as_deref()
+        .unwrap_or("no reason recorded")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let size = m
+        .size
+        .map_or("size unknown".to_string(), |s| format!("{s} bytes"));
+    format!(
+        "{} {} after {} attempt(s), {size}, last tried {}: {reason}",
+        m.uidl,
+        m.state.as_str(),
+        m.attempts,
+        time::utc(m.last_try)
+    )
+}
+
+fn print_outstanding(route: &str, list: &[Outstanding]) {
+    if list.is_empty() {
+        return;
+    }
+    println!(
+        "\n{route}: {} message(s) not copied (kept on the source):",
+        list.len()
+    );
+    for m in list {
+        println!("  {}", outstanding_line(m));
+    }
 }
 
 fn print_table(rows: &[(&str, Option<RouteStatus>, Option<Pause>)]) {

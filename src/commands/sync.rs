@@ -7,10 +7,12 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::status::{outstanding_json, outstanding_line};
 use crate::commands::{exit, print_json, time};
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, Outstanding};
 use crate::sync::pass::{PassOptions, Progress};
+use crate::sync::plan::route_key;
 use crate::sync::runner::{sync_routes, RouteOutcome};
 use crate::sync::SharedLedger;
 
@@ -44,18 +46,63 @@ pub async fn run(
     if let Some(bars) = bars {
         bars.finish();
     }
+    // What is still not copied, from the ledger: the same truth `status`
+    // tells, whatever this run's own counts (a message given up after its
+    // attempts is not retried, but it is not copied either).
+    let mut not_copied = Vec::new();
+    for o in &outcomes {
+        let route = config.routes.iter().find(|r| r.name == o.report.route);
+        let list = match route {
+            Some(route) if !args.dry_run && !args.reconcile => {
+                let key = route_key(config, route);
+                let count = ledger.call(|l| l.route_status(&key))?.outstanding;
+                (count, ledger.call(|l| l.outstanding(&key, NAMED))?)
+            }
+            _ => (0, Vec::new()),
+        };
+        not_copied.push(list);
+    }
     if args.json {
-        print_json(&serde_json::json!({ "dry_run": args.dry_run, "routes": outcomes }));
+        let routes: Vec<serde_json::Value> = outcomes
+            .iter()
+            .zip(&not_copied)
+            .map(|(o, (count, named))| {
+                let mut v = serde_json::to_value(o).unwrap_or_default();
+                v["outstanding"] = (*count).into();
+                v["not_copied"] = named.iter().map(outstanding_json).collect();
+                v
+            })
+            .collect();
+        print_json(&serde_json::json!({ "dry_run": args.dry_run, "routes": routes }));
     } else {
-        for o in &outcomes {
+        for (o, (count, named)) in outcomes.iter().zip(&not_copied) {
             if args.reconcile {
                 print_reconcile(o);
             } else {
                 print_summary(o, args.dry_run);
+                print_not_copied(*count, named);
             }
         }
     }
-    Ok(exit_code(&outcomes))
+    let outstanding = not_copied.iter().any(|(count, _)| *count > 0);
+    Ok(exit_code(&outcomes, outstanding))
+}
+
+/// Messages named in the summary at most; `status --messages` lists all.
+const NAMED: u64 = 3;
+
+fn print_not_copied(count: u64, named: &[Outstanding]) {
+    if count == 0 {
+        return;
+    }
+    println!("  {count} message(s) not copied (kept on the source):");
+    for m in named {
+        println!("    {}", outstanding_line(m));
+    }
+    if count > named.len() as u64 {
+        println!("    … and {} more", count - named.len() as u64);
+    }
+    println!("  `mailferry status --messages` lists them all.");
 }
 
 /// Why `sync` could not start.
@@ -65,6 +112,9 @@ pub enum SyncCommandError {
     Usage(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Reading what is not copied from the ledger after the run.
+    #[error(transparent)]
+    Route(#[from] crate::sync::ports::RouteError),
 }
 
 /// The ledger to use: the real one, or for a dry run a read-only view of it
@@ -95,13 +145,17 @@ fn open_ledger(
     }
 }
 
-fn exit_code(outcomes: &[RouteOutcome]) -> u8 {
+/// 3 when a route could not run, else 1 while any message is not copied
+/// (`outstanding`: in the ledger, whatever this run did) or a route is
+/// paused, else 0.
+fn exit_code(outcomes: &[RouteOutcome], outstanding: bool) -> u8 {
     let paused = |o: &RouteOutcome| o.error.as_ref().is_some_and(|e| e.resume_at.is_some());
     if outcomes.iter().any(|o| o.error.is_some() && !paused(o)) {
         exit::ROUTE_FAILED
-    } else if outcomes
-        .iter()
-        .any(|o| paused(o) || o.report.counts.failed + o.report.counts.skipped > 0)
+    } else if outstanding
+        || outcomes
+            .iter()
+            .any(|o| paused(o) || o.report.counts.failed + o.report.counts.skipped > 0)
     {
         exit::SOME_FAILED
     } else {

@@ -48,8 +48,9 @@ pub use error::{LedgerError, Result};
 pub use maintenance::LedgerCheck;
 pub use pause::{Pause, WindowUse};
 pub use types::{
-    Delivery, DeliveryState, Intent, IntentId, NewIntent, Outcome, RouteKey, RouteStatus,
-    RunCounts, RunId, RunRecord, SeenMessage, StateCounts, TargetMessage, UidValidityChange,
+    Delivery, DeliveryState, Intent, IntentId, NewIntent, Outcome, Outstanding, RouteKey,
+    RouteStatus, RunCounts, RunId, RunRecord, SeenMessage, StateCounts, TargetMessage,
+    UidValidityChange,
 };
 
 use error::Context;

@@ -3,8 +3,10 @@
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use super::error::{Context, Result};
-use super::sql::{time_from_ms, to_i64, to_u64};
-use super::types::{RouteKey, RouteStatus, RunCounts, RunId, RunRecord, StateCounts};
+use super::sql::{bad_row, time_from_ms, to_i64, to_u64};
+use super::types::{
+    DeliveryState, Outstanding, RouteKey, RouteStatus, RunCounts, RunId, RunRecord, StateCounts,
+};
 use super::{read_tx, write_tx, Ledger};
 
 const START_RUN: &str =
@@ -30,6 +32,15 @@ const PENDING_INTENTS: &str = "
 const LAST_RUN: &str = "
     SELECT id, started_ms, finished_ms, copied, duplicates, skipped, failed, deleted, bytes, error
     FROM run WHERE source = ?1 AND target = ?2 AND mailbox = ?3 ORDER BY id DESC LIMIT 1";
+
+/// Messages of a route not copied (failed, whatever the attempts, or
+/// skipped) that are still on the source as far as the ledger knows.
+const OUTSTANDING: &str = "
+    FROM delivery AS d
+    JOIN source_message AS s ON s.source = d.source AND s.uidl = d.uidl
+    WHERE d.source = ?1 AND d.target = ?2 AND d.mailbox = ?3
+      AND d.state IN ('failed', 'skipped')
+      AND s.deleted_ms IS NULL AND s.retired_ms IS NULL";
 
 const LAST_MESSAGE_ERROR: &str = "
     SELECT last_error FROM delivery
@@ -95,13 +106,64 @@ impl Ledger {
             .query_row(LAST_MESSAGE_ERROR, key, |r| r.get(0))
             .optional()
             .ctx(path, "read last error")?;
+        let outstanding: i64 = tx
+            .query_row(&format!("SELECT count(*) {OUTSTANDING}"), key, |r| r.get(0))
+            .ctx(path, "count outstanding")?;
         Ok(RouteStatus {
             route: route.clone(),
             states,
             pending_intents: to_u64(path, pending)?,
+            outstanding: to_u64(path, outstanding)?,
             last_run: last_run.map(|raw| raw.into_record(self)).transpose()?,
             last_message_error,
         })
+    }
+
+    /// The outstanding messages of `route` (see [`RouteStatus::outstanding`]),
+    /// most recently tried first, at most `limit`.
+    pub fn outstanding(&self, route: &RouteKey, limit: u64) -> Result<Vec<Outstanding>> {
+        let path = &self.path;
+        let sql = format!(
+            "SELECT d.uidl, d.state, d.attempts, d.last_error, d.updated_ms, s.size, s.first_seen_ms
+             {OUTSTANDING} ORDER BY d.updated_ms DESC, d.uidl LIMIT ?4"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .ctx(path, "list outstanding")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(
+                params![route.source, route.target, route.mailbox, limit],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .ctx(path, "list outstanding")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uidl, state, attempts, reason, updated, size, first) =
+                row.ctx(path, "list outstanding")?;
+            out.push(Outstanding {
+                uidl,
+                state: DeliveryState::parse(&state)
+                    .ok_or_else(|| bad_row(path, format!("delivery state {state:?}")))?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                reason,
+                last_try: time_from_ms(updated),
+                first_seen: time_from_ms(first),
+                size: size.and_then(|s| u64::try_from(s).ok()),
+            });
+        }
+        Ok(out)
     }
 }
 

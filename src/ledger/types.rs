@@ -141,6 +141,22 @@ pub struct Intent {
     pub created: SystemTime,
 }
 
+/// A message of a route that is not copied: failed or skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Its ledger key: the UIDL (or UIDL and content, `UIDL #…`).
+    pub uidl: String,
+    pub state: DeliveryState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The server's reason, or the rule's.
+    pub reason: Option<String>,
+    pub first_seen: SystemTime,
+    pub last_try: SystemTime,
+    /// Octets as downloaded, when it was.
+    pub size: Option<u64>,
+}
+
 /// A message the ledger knows is on a target mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetMessage {
@@ -210,6 +226,10 @@ pub struct RouteStatus {
     pub states: StateCounts,
     /// Append intents not yet resolved.
     pub pending_intents: u64,
+    /// Messages not copied (failed, however many attempts, or skipped)
+    /// still on the source as far as the ledger knows: while there are
+    /// any, `sync` and `status` exit 1.
+    pub outstanding: u64,
     pub last_run: Option<RunRecord>,
     /// The most recent skip or failure reason on this route.
     pub last_message_error: Option<String>,

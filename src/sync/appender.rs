@@ -173,11 +173,8 @@ impl<T: MailTarget> Appender<'_, T> {
                 .collect();
             self.ledger
                 .call(|l| l.record_outcomes(&self.plan.key, &outcomes))?;
-            for (_, outcome) in &outcomes {
-                match outcome {
-                    Outcome::Skipped { .. } => self.report.counts.skipped += 1,
-                    _ => self.report.counts.failed += 1,
-                }
+            for (key, outcome) in &outcomes {
+                self.report.not_copied(key, outcome);
             }
         }
         self.drop_settled_by_content(&mut ready)?;
@@ -421,11 +418,8 @@ impl<T: MailTarget> Appender<'_, T> {
         self.ledger.call(|l| l.settle_appended(&stored, false))?;
         self.report.pending = self.report.pending.saturating_sub(stored.len() as u64);
         if !refused.is_empty() {
-            for (_, outcome) in &refused {
-                match outcome {
-                    Outcome::Skipped { .. } => self.report.counts.skipped += 1,
-                    _ => self.report.counts.failed += 1,
-                }
+            for (key, outcome) in &refused {
+                self.report.not_copied(key, outcome);
             }
             self.ledger.call(|l| l.record_outcomes(key, &refused))?;
         }

@@ -93,6 +93,20 @@ impl Default for PassOptions {
     }
 }
 
+impl PassReport {
+    /// Counts a message not copied in this pass, once however often.
+    pub fn not_copied(&mut self, key: &str, outcome: &crate::ledger::Outcome<'_>) {
+        let keys = match outcome {
+            crate::ledger::Outcome::Skipped { .. } => &mut self.skipped_keys,
+            crate::ledger::Outcome::Failed { .. } => &mut self.failed_keys,
+            crate::ledger::Outcome::Duplicate { .. } => return,
+        };
+        keys.insert(key.to_string());
+        self.counts.failed = self.failed_keys.len() as u64;
+        self.counts.skipped = self.skipped_keys.len() as u64;
+    }
+}
+
 /// A transfer budget for one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteBudget {
@@ -149,6 +163,12 @@ pub struct PassReport {
     /// not found (to be appended again).
     pub intents_found: u64,
     pub intents_dropped: u64,
+    /// The messages counted as failed and skipped: a message that fails in
+    /// each of several sessions of one `sync` is one message.
+    #[serde(skip)]
+    pub failed_keys: std::collections::BTreeSet<String>,
+    #[serde(skip)]
+    pub skipped_keys: std::collections::BTreeSet<String>,
     /// Copies the target acknowledged that a later session did not show:
     /// decided again (copied again), never deleted from the source.
     pub copies_lost: u64,

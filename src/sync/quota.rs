@@ -162,7 +162,9 @@ pub fn apply_budget<T>(
             .map(|m| (uidl(m), Outcome::Skipped { reason: &reason }))
             .collect();
         ledger.call(|l| l.record_outcomes(&plan.key, &outcomes))?;
-        report.counts.skipped += outcomes.len() as u64;
+        for (key, outcome) in &outcomes {
+            report.not_copied(key, outcome);
+        }
     }
     let mut left = budget.left.saturating_sub(used);
     let mut kept = Vec::with_capacity(candidates.len());

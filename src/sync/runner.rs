@@ -248,8 +248,12 @@ fn add(total: &mut PassReport, pass: &PassReport) {
     let (t, p) = (&mut total.counts, &pass.counts);
     t.copied += p.copied;
     t.duplicates += p.duplicates;
-    t.skipped += p.skipped;
-    t.failed += p.failed;
+    // Messages, not attempts: the same message failing in two sessions of
+    // one run is one failed message.
+    total.failed_keys.extend(pass.failed_keys.iter().cloned());
+    total.skipped_keys.extend(pass.skipped_keys.iter().cloned());
+    t.skipped = total.skipped_keys.len() as u64;
+    t.failed = total.failed_keys.len() as u64;
     t.deleted += p.deleted;
     t.bytes += p.bytes;
     total.pending = pass.pending;
