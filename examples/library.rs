@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use mailferry::config::Config;
 use mailferry::ledger::Ledger;
-use mailferry::sync::pass::PassOptions;
+use mailferry::sync::plan::PassOptions;
 use mailferry::sync::runner::sync_routes;
 use mailferry::sync::SharedLedger;
 use tokio_util::sync::CancellationToken;

@@ -270,15 +270,7 @@ impl fmt::Display for DeletePolicy {
     }
 }
 
-/// What makes two messages "the same" for deduplication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdentityRule {
-    /// BLAKE3 of the normalised message bytes.
-    Content,
-    /// Message-ID + Date + From (for list mail reaching several accounts).
-    MessageId,
-}
+pub use crate::message::IdentityRule;
 
 /// One route: a POP3 source feeding one mailbox of an IMAP target.
 #[derive(Debug, Clone)]

@@ -26,9 +26,13 @@
 //!   header lookups.
 //! - [`ledger`]: the only code that speaks SQL.
 //! - [`sync`]: one pass of one route; [`daemon`]: many routes over time.
+//! - [`shard`]: `--shard i/N`, which routes one process of N takes.
 //! - [`commands`]: what each CLI command does and prints.
 //! - [`retry`]: the one place that decides how long to wait before retrying.
 //! - [`oauth`]: token files, refresh at every login, `auth login` flows.
+//!
+//! docs/ARCHITECTURE.md describes the pipeline, the message identity, the
+//! exactly-once protocol and the ledger schema as built.
 //!
 //! Protocol parsing never does I/O: parsers take `&[u8]` and say "need more
 //! bytes" as a state, not an error.

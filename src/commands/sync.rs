@@ -11,8 +11,8 @@ use crate::commands::status::{outstanding_json, outstanding_line};
 use crate::commands::{exit, print_json, time};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Outstanding};
-use crate::sync::pass::{PassOptions, Progress};
 use crate::sync::plan::route_key;
+use crate::sync::plan::{PassOptions, Progress};
 use crate::sync::runner::{sync_routes, RouteOutcome};
 use crate::sync::SharedLedger;
 

@@ -12,9 +12,9 @@ use crate::commands::{exit, print_json};
 use crate::config::{Config, IdentityRule, Route};
 use crate::imap::ImapSession;
 use crate::ledger::{Ledger, LedgerError, TargetMessage};
+use crate::message::dedup_key;
 use crate::message::Hash;
 use crate::sync::confirm::by_size_first;
-use crate::sync::pass::dedup_key;
 
 /// What `verify` found for one target mailbox.
 #[derive(Debug, Default, serde::Serialize)]

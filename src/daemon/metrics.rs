@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
 use crate::ledger::RouteKey;
-use crate::sync::pass::PassReport;
+use crate::sync::plan::PassReport;
 use crate::sync::ports::RouteError;
 use crate::sync::SharedLedger;
 

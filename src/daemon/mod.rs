@@ -21,8 +21,8 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::retry::{ErrorClass, RouteBackoff};
 use crate::shard::Shard;
 use crate::sync::limits::Limits;
-use crate::sync::pass::{PassOptions, PassReport};
 use crate::sync::plan::plan;
+use crate::sync::plan::{PassOptions, PassReport};
 use crate::sync::runner::{attempt, join_all, mailbox_key};
 use crate::sync::SharedLedger;
 

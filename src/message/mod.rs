@@ -121,6 +121,27 @@ impl BufferedHasher {
     }
 }
 
+/// What makes two messages "the same" for deduplication (a route's
+/// `identity` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityRule {
+    /// BLAKE3 of the normalised message bytes ([`identity`]).
+    Content,
+    /// Message-ID + Date + From (for list mail reaching several accounts).
+    MessageId,
+}
+
+/// The dedup key of a message under a route's identity rule: what the
+/// ledger and the target index compare (falls back to [`identity`] for a
+/// message without a Message-ID).
+pub fn dedup_key(rule: IdentityRule, crlf: &[u8]) -> Hash {
+    match rule {
+        IdentityRule::Content => identity(crlf),
+        IdentityRule::MessageId => message_id_identity(crlf).unwrap_or_else(|| identity(crlf)),
+    }
+}
+
 /// BLAKE3 key derivation context for [`message_id_identity`]: a different
 /// BLAKE3 mode from the plain hash, so this key can never equal an
 /// [`identity`] whatever the bytes.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::config::Account;
 use crate::imap::{self, internaldate, AppendMessage, ImapError, ImapSession};
 use crate::pop3::{Pop3Error, Pop3Options, Pop3Session};
-use crate::sync::budget::{self, Problem};
+use crate::sync::byte_channel::{self, Problem};
 use crate::sync::ports::{
     AppendOutcome, Appended, Listed, MailSource, MailTarget, MailboxState, Outgoing, RouteError,
     NO_UIDL,
@@ -97,7 +97,7 @@ impl MailSource for Pop3Source {
     async fn retrieve(
         &mut self,
         messages: &[(u32, u64)],
-        tx: &budget::Sender,
+        tx: &byte_channel::Sender,
     ) -> Result<(), RouteError> {
         let account = self.account.clone();
         let msgnos: Vec<u32> = messages.iter().map(|(n, _)| *n).collect();

@@ -8,11 +8,12 @@ use std::num::NonZeroU32;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{NewIntent, Outcome, SeenMessage};
+use crate::message::dedup_key;
 use crate::message::{self, Hash};
 use crate::retry::ErrorClass;
-use crate::sync::budget::{self, Fetched, Problem};
+use crate::sync::byte_channel::{self, Fetched, Problem};
 use crate::sync::index::TargetIndex;
-use crate::sync::pass::{dedup_key, PassOptions, PassReport, RoutePlan};
+use crate::sync::plan::{PassOptions, PassReport, RoutePlan};
 use crate::sync::ports::{Appended, MailTarget, MailboxState, Outgoing, RouteError};
 use crate::sync::SharedLedger;
 
@@ -60,13 +61,13 @@ struct Ready {
     hash: Hash,
     /// Its share of the byte budget, held until it is appended and settled,
     /// so memory stays bounded by the budget whatever the batch holds.
-    _budget: budget::Reservation,
+    _budget: byte_channel::Reservation,
 }
 
 impl<T: MailTarget> Appender<'_, T> {
     pub(super) async fn run(
         &mut self,
-        rx: budget::Receiver,
+        rx: byte_channel::Receiver,
         cancel: &CancellationToken,
     ) -> Result<(), RouteError> {
         let result = self.run_batches(rx, cancel).await;
@@ -78,7 +79,7 @@ impl<T: MailTarget> Appender<'_, T> {
 
     async fn run_batches(
         &mut self,
-        mut rx: budget::Receiver,
+        mut rx: byte_channel::Receiver,
         cancel: &CancellationToken,
     ) -> Result<(), RouteError> {
         let mut batch: Vec<Fetched> = Vec::new();

@@ -13,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 
 use crate::ledger::{TargetMessage, Unconfirmed};
+use crate::message::dedup_key;
 use crate::message::Hash;
-use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
+use crate::sync::plan::{PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, RouteError};
 use crate::sync::SharedLedger;
 

@@ -15,8 +15,9 @@ const HEADER_SLACK: u64 = 512;
 use std::num::NonZeroU32;
 
 use crate::ledger::{TargetMessage, UidValidityChange};
+use crate::message::dedup_key;
 use crate::message::Hash;
-use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
+use crate::sync::plan::{PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, MailboxState, RouteError};
 use crate::sync::SharedLedger;
 

@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use crate::ledger::Intent;
+use crate::message::dedup_key;
 use crate::message::Hash;
-use crate::sync::pass::{dedup_key, PassReport, RoutePlan};
+use crate::sync::plan::{PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, MailboxState, RouteError};
 use crate::sync::SharedLedger;
 

@@ -1,11 +1,26 @@
-//! The sync engine: one pass of one route ([`pass::run_pass`]), with its
-//! byte-bounded fetch/append overlap ([`budget`]), intent resolution
-//! ([`intents`]) and the traits it drives sources and targets through
-//! ([`ports`]).
+//! The sync engine: one pass of one route ([`pass::run_pass`]), and (for
+//! now, see docs/ARCHITECTURE.md "Scheduling routes") the running of many.
+//!
+//! One pass:
+//! - [`plan`]: what a pass is about and what it did (`RoutePlan`,
+//!   `PassOptions`, `PassReport`), imported by all the others;
+//! - [`pass`]: the pass, step by step: intents, confirmation, listing,
+//!   transfer, the delete step;
+//! - [`ports`]: the two traits sources and targets are driven through;
+//!   [`adapters`]: the real POP3 and IMAP sessions behind them;
+//! - `appender`: dedup, intents, APPEND batches, settling;
+//! - [`byte_channel`]: the channel bounded by bytes between fetch and append;
+//! - [`index`]: what is on the target beyond what the ledger knows;
+//! - [`intents`]: leftover append intents after a crash;
+//! - [`confirm`]: copies seen again before their originals may go;
+//! - [`quota`]: daily transfer budgets.
+//!
+//! Many routes: [`runner`] (`sync`: groups, retries, sessions) and
+//! [`limits`] (parallel routes, connections per host).
 
 pub mod adapters;
 mod appender;
-pub mod budget;
+pub mod byte_channel;
 pub mod confirm;
 pub mod index;
 pub mod intents;

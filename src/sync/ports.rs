@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::retry::ErrorClass;
-use crate::sync::budget;
+use crate::sync::byte_channel;
 
 /// A failure that ends or suspends a route's pass.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,7 +85,7 @@ pub trait MailSource {
     async fn retrieve(
         &mut self,
         messages: &[(u32, u64)],
-        tx: &budget::Sender,
+        tx: &byte_channel::Sender,
     ) -> Result<(), RouteError>;
 
     /// Marks `msgnos` for deletion, then QUITs. `Ok` only when the server

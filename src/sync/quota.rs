@@ -10,7 +10,7 @@ use crate::config::Account;
 use crate::ledger::Outcome;
 use crate::ledger::WindowUse;
 use crate::retry::ErrorClass;
-use crate::sync::pass::{ByteBudget, PassReport, RoutePlan};
+use crate::sync::plan::{ByteBudget, PassReport, RoutePlan};
 use crate::sync::ports::{Budget, RouteError};
 use crate::sync::SharedLedger;
 

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::pass::{run_pass, PassOptions, PassReport, RoutePlan};
+use super::pass::run_pass;
+use super::plan::{PassOptions, PassReport, RoutePlan};
 use super::ports::*;
-use super::{budget, SharedLedger};
+use super::{byte_channel, SharedLedger};
 use crate::config::{DeletePolicy, IdentityRule};
 use crate::ledger::{Ledger, RouteKey};
 use crate::retry::ErrorClass;
@@ -74,7 +75,7 @@ impl MailSource for FakePop {
     async fn retrieve(
         &mut self,
         messages: &[(u32, u64)],
-        tx: &budget::Sender,
+        tx: &byte_channel::Sender,
     ) -> Result<(), RouteError> {
         for &(msgno, size) in messages {
             let reservation = tx.reserve(size).await;
