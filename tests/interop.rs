@@ -13,12 +13,12 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use mailferry::message::{identity, Hash};
-use std::time::{Duration, Instant};
 use support::corpus;
 
-use support::e2e::{mailferry, spawn_mailferry};
+use support::e2e::{mailferry, remove_ledger, spawn_mailferry};
 use support::servers::changes::{as_stored_by, has_malformed_header_line};
 use support::servers::readers::Imap;
 use support::servers::{courier, cyrus, mailutils, popa3d, ImapServer, Pop3Server, User};
@@ -185,12 +185,6 @@ fn verify(config: &Path, deep: bool, pair: &str, altered: u64) -> u64 {
         "{pair}: verify (deep: {deep})\n{out}\n{err}"
     );
     recorded
-}
-
-fn remove_ledger(dir: &Path) {
-    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
 }
 
 /// What the source serves once its first login has passed: GNU Mailutils'

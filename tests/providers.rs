@@ -146,22 +146,7 @@ fn a_source_that_lists_a_window_per_session_is_emptied_in_one_sync() {
     }));
     let port = serve(state.clone());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("mailferry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"gmail-pop\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-             security = \"plain\"\nallow_plaintext = true\nusername = \"recent:someone\"\npassword = \"x\"\ntimeout = \"20s\"\n\n\
-             [[target]]\nname = \"dst\"\nhost = \"localhost\"\nport = {imaps}\nusername = \"{user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
-             [[route]]\nfrom = \"gmail-pop\"\nto = \"dst\"\n",
-            ledger = dir.path().join("ledger.db").display(),
-            imaps = dovecot.imaps_port(),
-            user = dst.name,
-            pw = dst.password,
-            ca = dovecot.ca_file().display()
-        ),
-    )
-    .unwrap();
+    let config = pop3_config(dir.path(), port, &dst, ("gmail-pop", "recent:someone"), "");
     let reports = sync(&config, &[], 0);
     assert_eq!(
         count(&reports[0], "copied"),
@@ -195,22 +180,13 @@ fn a_source_without_uidl_is_migrated_by_content() {
     }));
     let port = serve(state.clone());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("mailferry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"old\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-             security = \"plain\"\nallow_plaintext = true\nusername = \"u\"\npassword = \"x\"\ntimeout = \"20s\"\n\n\
-             [[target]]\nname = \"dst\"\nhost = \"localhost\"\nport = {imaps}\nusername = \"{user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
-             [[route]]\nfrom = \"old\"\nto = \"dst\"\ndelete = \"after-copy\"\n",
-            ledger = dir.path().join("ledger.db").display(),
-            imaps = dovecot.imaps_port(),
-            user = dst.name,
-            pw = dst.password,
-            ca = dovecot.ca_file().display()
-        ),
-    )
-    .unwrap();
+    let config = pop3_config(
+        dir.path(),
+        port,
+        &dst,
+        ("old", "u"),
+        "delete = \"after-copy\"\n",
+    );
     let reports = sync(&config, &[], 0);
     assert_eq!(
         count(&reports[0], "copied"),
@@ -238,6 +214,36 @@ fn a_source_without_uidl_is_migrated_by_content() {
     let mut want: Vec<Vec<u8>> = mail.iter().map(|m| as_copied(m)).collect();
     want.push(as_copied(&late));
     assert_eq!(sorted(dovecot.messages(&dst, "INBOX")), sorted(want));
+}
+
+/// A config from the scripted POP3 server on `port` (account `name`, login
+/// `user`) into `dst` on the shared Dovecot; `route_extra` goes into the
+/// route table.
+fn pop3_config(
+    dir: &std::path::Path,
+    port: u16,
+    dst: &support::dovecot::User,
+    (name, user): (&str, &str),
+    route_extra: &str,
+) -> std::path::PathBuf {
+    let dovecot = shared();
+    let config = dir.join("mailferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{ledger}\"\n\n[[source]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             security = \"plain\"\nallow_plaintext = true\nusername = \"{user}\"\npassword = \"x\"\ntimeout = \"20s\"\n\n\
+             [[target]]\nname = \"dst\"\nhost = \"localhost\"\nport = {imaps}\nusername = \"{dst_user}\"\npassword = \"{pw}\"\nca_file = \"{ca}\"\n\n\
+             [[route]]\nfrom = \"{name}\"\nto = \"dst\"\n{route_extra}",
+            ledger = dir.join("ledger.db").display(),
+            imaps = dovecot.imaps_port(),
+            dst_user = dst.name,
+            pw = dst.password,
+            ca = dovecot.ca_file().display()
+        ),
+    )
+    .unwrap();
+    config
 }
 
 /// A message as a POP3 server would serve it: CRLF line ends.

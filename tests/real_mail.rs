@@ -3,17 +3,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::dovecot::shared;
-use support::e2e::{count, mailferry, sync, write_config, RouteSpec};
-
-/// Removes the ledger and its WAL files.
-fn remove_ledger(dir: &Path) {
-    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
-}
+use support::e2e::{count, mailferry, remove_ledger, sync, write_config, RouteSpec};
 
 /// Small MIME mail with encoded parts: what a server's `BINARY[]` decodes.
 fn encoded_mail(tag: &str) -> Vec<Vec<u8>> {

@@ -4,23 +4,16 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::dovecot::shared;
-use support::e2e::{as_copied, corpus, count, sorted, sync, write_config, RouteSpec};
+use support::e2e::{
+    as_copied, corpus, count, remove_ledger, sorted, sync, write_config, RouteSpec,
+};
 
 fn route<'a>(
     from: &'a support::dovecot::User,
     to: &'a support::dovecot::User,
 ) -> [RouteSpec<'a>; 1] {
     [RouteSpec::new(from, to, "INBOX", "\"never\"")]
-}
-
-/// Removes the ledger and its WAL files.
-fn remove_ledger(dir: &Path) {
-    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
 }
 
 #[test]

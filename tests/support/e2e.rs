@@ -122,6 +122,14 @@ fn account(table: &str, user: &User, at: &Endpoint, timeout: &str, dovecot: &Dov
     )
 }
 
+/// Removes the ledger a config of [`write_config`] points at (in `dir`),
+/// with its WAL files: a lost ledger.
+pub fn remove_ledger(dir: &Path) {
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
 /// Starts `mailferry --config <config> <args>` with its output piped.
 pub fn spawn_mailferry(config: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mailferry"))
