@@ -79,6 +79,10 @@ fn a_refused_message_keeps_sync_and_status_at_exit_1_and_is_named() {
     let listed = route["messages"].as_array().expect("messages");
     assert_eq!(listed.len(), 1, "{doc}");
     assert_eq!(listed[0]["state"], "failed", "{doc}");
+    assert_eq!(
+        listed[0]["summary"], "- · b@example.org · bad",
+        "what the message is: {doc}"
+    );
     assert!(listed[0]["attempts"].as_u64().unwrap_or(0) >= 3, "{doc}");
     // The human listing names it too.
     let (code, out, _) = mailferry(&config, &["status", "--messages"]);

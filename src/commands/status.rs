@@ -172,6 +172,7 @@ pub fn outstanding_json(m: &Outstanding) -> serde_json::Value {
         "attempts": m.attempts,
         "reason": m.reason,
         "size": m.size,
+        "summary": m.summary,
         "first_seen": time::unix(m.first_seen),
         "last_try": time::unix(m.last_try),
     })
@@ -190,8 +191,12 @@ pub fn outstanding_line(m: &Outstanding) -> String {
     let size = m
         .size
         .map_or("size unknown".to_string(), |s| format!("{s} bytes"));
+    let what = m
+        .summary
+        .as_deref()
+        .map_or(String::new(), |s| format!(" [{s}]"));
     format!(
-        "{} {} after {} attempt(s), {size}, last tried {}: {reason}",
+        "{}{what} {} after {} attempt(s), {size}, last tried {}: {reason}",
         m.uidl,
         m.state.as_str(),
         m.attempts,

@@ -124,7 +124,8 @@ impl Ledger {
     pub fn outstanding(&self, route: &RouteKey, limit: u64) -> Result<Vec<Outstanding>> {
         let path = &self.path;
         let sql = format!(
-            "SELECT d.uidl, d.state, d.attempts, d.last_error, d.updated_ms, s.size, s.first_seen_ms
+            "SELECT d.uidl, d.state, d.attempts, d.last_error, d.updated_ms, s.size, s.first_seen_ms,
+                    s.summary
              {OUTSTANDING} ORDER BY d.updated_ms DESC, d.uidl LIMIT ?4"
         );
         let mut stmt = self
@@ -144,13 +145,14 @@ impl Ledger {
                         r.get::<_, i64>(4)?,
                         r.get::<_, Option<i64>>(5)?,
                         r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 },
             )
             .ctx(path, "list outstanding")?;
         let mut out = Vec::new();
         for row in rows {
-            let (uidl, state, attempts, reason, updated, size, first) =
+            let (uidl, state, attempts, reason, updated, size, first, summary) =
                 row.ctx(path, "list outstanding")?;
             out.push(Outstanding {
                 uidl,
@@ -161,6 +163,7 @@ impl Ledger {
                 last_try: time_from_ms(updated),
                 first_seen: time_from_ms(first),
                 size: size.and_then(|s| u64::try_from(s).ok()),
+                summary,
             });
         }
         Ok(out)

@@ -278,6 +278,28 @@ impl Ledger {
         tx.commit().ctx(path, "record reappeared messages")
     }
 
+    /// Records what these messages are (`Date · From · Subject`), for
+    /// `status --messages`.
+    pub fn record_summaries(&mut self, source: &str, summaries: &[(&str, String)]) -> Result<()> {
+        if summaries.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let tx = write_tx(&mut self.conn, path)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE source_message SET summary = ?3 WHERE source = ?1 AND uidl = ?2",
+                )
+                .ctx(path, "record summaries")?;
+            for (uidl, summary) in summaries {
+                stmt.execute(params![source, uidl, summary])
+                    .ctx(path, "record summaries")?;
+            }
+        }
+        tx.commit().ctx(path, "record summaries")
+    }
+
     /// Retires the records of these keys (see migration 0004): a UIDL now
     /// names another message.
     pub fn retire<S: AsRef<str>>(&mut self, source: &str, uidls: &[S]) -> Result<()> {

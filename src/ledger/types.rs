@@ -155,6 +155,8 @@ pub struct Outstanding {
     pub last_try: SystemTime,
     /// Octets as downloaded, when it was.
     pub size: Option<u64>,
+    /// `Date · From · Subject`, when known (see `message::summary`).
+    pub summary: Option<String>,
 }
 
 /// A message the ledger knows is on a target mailbox.

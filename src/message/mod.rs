@@ -22,12 +22,14 @@ mod hash;
 mod header;
 mod lines;
 mod normalise;
+mod summary;
 
 pub use date::{arrival_date, parse_rfc5322_date, MailDate};
 pub(crate) use date::{civil_from_days, days_from_civil};
 pub use hash::Hash;
 pub use header::{header, message_id};
 pub use normalise::to_crlf;
+pub use summary::summary;
 
 /// Version of the [`identity`] normalisation. Stored beside every hash in the
 /// ledger; bump it whenever `identity` would give a different value for some

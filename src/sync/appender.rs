@@ -423,6 +423,16 @@ impl<T: MailTarget> Appender<'_, T> {
                 self.report.not_copied(key, outcome);
             }
             self.ledger.call(|l| l.record_outcomes(key, &refused))?;
+            // Named by `status --messages`: what it is, not only its key.
+            let refused_keys: std::collections::HashSet<&str> =
+                refused.iter().map(|(k, _)| *k).collect();
+            let summaries: Vec<(&str, String)> = fresh
+                .iter()
+                .filter(|r| refused_keys.contains(r.uidl.as_str()))
+                .map(|r| (r.uidl.as_str(), message::summary(&r.bytes)))
+                .collect();
+            self.ledger
+                .call(|l| l.record_summaries(&key.source, &summaries))?;
         }
         for id in to_drop {
             self.ledger.call(|l| l.drop_intent(id))?;

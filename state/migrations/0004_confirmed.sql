@@ -26,3 +26,7 @@ CREATE INDEX delivery_by_target_hash ON delivery (target, mailbox, target_hash)
 -- settles nothing and allows no DELE; the message now under that UIDL is
 -- told apart by content.
 ALTER TABLE source_message ADD COLUMN retired_ms INTEGER;
+
+-- Date · From · Subject of a downloaded message, decoded and sanitised, so
+-- `status --messages` can name a message that was not copied.
+ALTER TABLE source_message ADD COLUMN summary TEXT;
