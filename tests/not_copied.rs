@@ -84,9 +84,13 @@ fn a_refused_message_keeps_sync_and_status_at_exit_1_and_is_named() {
         "what the message is: {doc}"
     );
     assert!(listed[0]["attempts"].as_u64().unwrap_or(0) >= 3, "{doc}");
-    // The human listing names it too.
+    // The human summary and listing name it too.
+    let (code, summary, _) = mailferry(&config, &["sync"]);
+    assert_eq!(code, 1);
+    assert!(summary.contains("not copied"), "{summary}");
     let (code, out, _) = mailferry(&config, &["status", "--messages"]);
     assert_eq!(code, 1);
+    eprintln!("$ mailferry sync\n{summary}$ mailferry status --messages\n{out}");
     assert!(
         out.contains("not copied") && out.contains("invalid header"),
         "{out}"
