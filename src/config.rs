@@ -285,6 +285,10 @@ pub struct Route {
     pub interval: Duration,
     pub mark_seen: bool,
     pub identity: IdentityRule,
+    /// Passes that may try a message the target refuses (or a download that
+    /// fails) before it is given up: still not copied, still listed, never
+    /// deleted from the source.
+    pub max_attempts: u32,
 }
 
 /// The validated configuration.

@@ -55,6 +55,7 @@ struct RawRoute {
     interval: Option<Spanned<String>>,
     mark_seen: Option<bool>,
     identity: Option<IdentityRule>,
+    max_attempts: Option<Spanned<u32>>,
 }
 
 /// A validation failure: where, and what.
@@ -101,6 +102,8 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// a provider's per-IP connection limits.
 const DEFAULT_PARALLEL_ROUTES: usize = 8;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// Passes that may try a message before it is given up (see `Route::max_attempts`).
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
     let base = path.parent().unwrap_or(Path::new("."));
@@ -308,6 +311,16 @@ fn routes(
         }
         let key = format!("key `interval` of [[route]] {name:?}");
         let interval = duration_key(r.interval.as_ref(), DEFAULT_INTERVAL, &key)?;
+        let max_attempts = match &r.max_attempts {
+            None => DEFAULT_MAX_ATTEMPTS,
+            Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+            Some(n) => {
+                return invalid(
+                    n.span(),
+                    format!("key `max_attempts` of [[route]] {name:?} must be at least 1"),
+                )
+            }
+        };
         out.push(Route {
             name,
             source,
@@ -317,6 +330,7 @@ fn routes(
             interval,
             mark_seen: r.mark_seen.unwrap_or(false),
             identity: r.identity.unwrap_or(IdentityRule::Content),
+            max_attempts,
         });
     }
     Ok(out)

@@ -59,6 +59,7 @@ fn good_config_gets_defaults() {
     assert_eq!(r.delete, DeletePolicy::AfterDays(14));
     assert_eq!(r.interval, Duration::from_secs(600));
     assert_eq!(r.identity, IdentityRule::Content);
+    assert_eq!(r.max_attempts, 3);
     assert!(
         !format!("{c:?}").contains("inline-secret"),
         "Debug must hide secrets"
@@ -94,6 +95,17 @@ fn route_naming_unknown_account() {
         "{err}"
     );
     assert!(err.contains(":20:"), "{err}");
+}
+
+#[test]
+fn max_attempts_is_at_least_one() {
+    let text = GOOD.replace("interval = \"10m\"", "interval = \"10m\"\nmax_attempts = 5");
+    assert_eq!(load(&text).unwrap().routes[0].max_attempts, 5);
+    let err = error(&GOOD.replace("interval = \"10m\"", "interval = \"10m\"\nmax_attempts = 0"));
+    assert!(
+        err.contains("`max_attempts`") && err.contains("at least 1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -291,6 +291,7 @@ pub(crate) async fn attempt(
     };
     let target_account = &config.targets[route.target];
     let mut options = options.clone();
+    options.max_attempts = route.max_attempts;
     if !options.dry_run && !options.reconcile {
         options.byte_budget = quota::before_pass(plan, target_account, ledger)?;
         options.download_budget =
