@@ -300,6 +300,9 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Routes that run at once in one process.
     pub max_parallel_routes: usize,
+    /// How long a route may keep failing before the daemon's `/healthz`
+    /// answers 503 (a route recovering within it is healthy).
+    pub unhealthy_after: std::time::Duration,
     pub sources: Vec<Account>,
     pub targets: Vec<Account>,
     pub routes: Vec<Route>,

@@ -97,12 +97,17 @@ fn signal(child: &Child, name: &str) {
 }
 
 fn metrics(port: u16) -> String {
+    get(port, "/metrics")
+}
+
+/// The whole HTTP answer of the metrics listener to `GET path`.
+fn get(port: u16, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
@@ -258,20 +263,47 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
     let path = dir.path().join("mailferry.toml");
     let sources = [(&up, "INBOX"), (&down, "Down")];
     let ports = [dovecot.pop3s_port(), proxy.port()];
-    std::fs::write(
-        &path,
-        config_via(dir.path(), dovecot, &sources, &ports, &dst, free_port()),
-    )
-    .unwrap();
+    let metrics_port = free_port();
+    let text = config_via(dir.path(), dovecot, &sources, &ports, &dst, metrics_port)
+        .replace("[daemon]\n", "[daemon]\nunhealthy_after = \"2s\"\n");
+    std::fs::write(&path, text).unwrap();
+    // A service manager's notify socket (systemd Type=notify).
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Read as a service manager does, all along (an unread queue fills).
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let notes = notes.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let deadline = Instant::now() + Duration::from_secs(170);
+            while Instant::now() < deadline {
+                if let Ok(n) = notify.recv(&mut buf) {
+                    let mut notes = notes.lock().unwrap();
+                    notes.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    notes.push('\n');
+                    if notes.contains("STATUS=2 routes, ") && notes.contains("WATCHDOG=1") {
+                        return;
+                    }
+                }
+            }
+        })
+    };
     let log_path = dir.path().join("daemon.log");
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_mailferry"))
         .args(["--log-format", "json", "--config"])
         .arg(&path)
         .arg("run")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+
     let limit = Duration::from_secs(60);
     wait_for(limit, "the reachable source", &log_path, || {
         dovecot.count(&dst, "INBOX") == 3
@@ -279,6 +311,19 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
     wait_for(limit, "a few failed attempts", &log_path, || {
         proxy.connections() >= 3
     });
+    // Failing for longer than unhealthy_after: /healthz says which and why.
+    let mut health = String::new();
+    wait_for(
+        limit,
+        "/healthz to report the failing route",
+        &log_path,
+        || {
+            health = get(metrics_port, "/healthz");
+            health.starts_with("HTTP/1.1 503")
+        },
+    );
+    assert!(health.contains(&down.name), "{health}");
+    assert!(!health.contains(&format!("route {}", up.name)), "{health}");
     dovecot.load(&up, "INBOX", &mail("up-late", 2));
     wait_for(
         limit,
@@ -292,6 +337,14 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
     wait_for(limit, "the source to recover", &log_path, || {
         dovecot.count(&dst, "Down") == 4
     });
+    wait_for(limit, "/healthz to be 200 again", &log_path, || {
+        get(metrics_port, "/healthz").starts_with("HTTP/1.1 200")
+    });
+    reader.join().unwrap();
+    let notes = notes.lock().unwrap().clone();
+    for note in ["READY=1", "WATCHDOG=1", "STATUS=2 routes, "] {
+        assert!(notes.contains(note), "{note} not sent: {notes}");
+    }
 
     signal(&daemon, "TERM");
     let deadline = Instant::now() + Duration::from_secs(30);

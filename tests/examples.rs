@@ -70,6 +70,8 @@ fn service_unit_and_dockerfile_run_the_daemon() {
     );
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     for hardening in [
+        "Type=notify",
+        "WatchdogSec=",
         "DynamicUser=yes",
         "StateDirectory=mailferry",
         "ProtectSystem=strict",

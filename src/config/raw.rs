@@ -42,6 +42,7 @@ struct RawLedger {
 struct RawDaemon {
     metrics: Option<Spanned<String>>,
     max_parallel_routes: Option<Spanned<usize>>,
+    unhealthy_after: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +103,8 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// a provider's per-IP connection limits.
 const DEFAULT_PARALLEL_ROUTES: usize = 8;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// How long a route may keep failing before `/healthz` says so.
+const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(1800);
 /// Passes that may try a message before it is given up (see `Route::max_attempts`).
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -140,11 +143,17 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         }
         Some(n) => *n.get_ref(),
     };
+    let unhealthy_after = duration_key(
+        raw.daemon.unhealthy_after.as_ref(),
+        DEFAULT_UNHEALTHY_AFTER,
+        "key `daemon.unhealthy_after`",
+    )?;
     Ok(Config {
         path: path.to_path_buf(),
         ledger_path,
         metrics,
         max_parallel_routes,
+        unhealthy_after,
         sources,
         targets,
         routes,

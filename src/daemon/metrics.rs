@@ -30,6 +30,9 @@ struct RouteMetrics {
     failures: u64,
     consecutive_failures: u64,
     last_success: Option<SystemTime>,
+    /// Since when the route's passes fail, and the last reason.
+    failing_since: Option<SystemTime>,
+    last_error: Option<String>,
     /// Cumulative counts per bucket, then the sum of all durations.
     buckets: [u64; BUCKETS.len()],
     duration_sum: f64,
@@ -76,12 +79,49 @@ impl Metrics {
             None => {
                 m.consecutive_failures = 0;
                 m.last_success = Some(SystemTime::now());
+                m.failing_since = None;
+                m.last_error = None;
             }
-            Some(_) => {
+            Some(e) => {
                 m.failures += 1;
                 m.consecutive_failures += 1;
+                m.failing_since.get_or_insert_with(SystemTime::now);
+                m.last_error = Some(e.message.clone());
             }
         }
+    }
+
+    /// Routes failing for longer than `threshold`, each as a line naming it,
+    /// since when and why: empty while every route is healthy or recovering
+    /// within the threshold (`GET /healthz`).
+    pub fn problems(&self, threshold: Duration) -> Vec<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        map.iter()
+            .filter_map(|(name, m)| {
+                let since = m.failing_since?;
+                let failing = now.duration_since(since).unwrap_or_default();
+                (failing > threshold).then(|| {
+                    format!(
+                        "route {name}: failing for {} s ({} passes): {}",
+                        failing.as_secs(),
+                        m.consecutive_failures,
+                        m.last_error.as_deref().unwrap_or("unknown error")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// One line for a supervisor (`STATUS=`): routes, how many fail now.
+    pub fn summary(&self) -> String {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let failing = map.values().filter(|m| m.failing_since.is_some()).count();
+        let passes: u64 = map.values().map(|m| m.passes).sum();
+        format!(
+            "{} routes, {failing} failing, {passes} passes since start",
+            map.len()
+        )
     }
 
     /// The exposition text.
@@ -210,14 +250,13 @@ fn esc(value: &str) -> String {
 /// Binds `addr` now (so a bad address fails at start) and serves until `stop`.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Metrics,
-    ledger: SharedLedger,
+    (metrics, ledger, unhealthy_after): (Metrics, SharedLedger, Duration),
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Metrics { addr, source })?;
-    tracing::info!(%addr, "serving metrics at /metrics");
+    tracing::info!(%addr, "serving metrics at /metrics, health at /healthz");
     Ok(tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -227,9 +266,8 @@ pub async fn serve(
             let Ok((socket, _)) = accepted else { continue };
             let (metrics, ledger) = (metrics.clone(), ledger.clone());
             tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), answer(socket, &metrics, &ledger))
-                        .await;
+                let answered = answer(socket, &metrics, &ledger, unhealthy_after);
+                let _ = tokio::time::timeout(Duration::from_secs(5), answered).await;
             });
         }
     }))
@@ -240,6 +278,7 @@ async fn answer(
     mut socket: tokio::net::TcpStream,
     metrics: &Metrics,
     ledger: &SharedLedger,
+    unhealthy_after: Duration,
 ) -> std::io::Result<()> {
     let mut request = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -250,12 +289,19 @@ async fn answer(
         }
         request.extend_from_slice(&chunk[..n]);
     }
-    let (status, body) =
-        if request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?") {
-            ("200 OK", metrics.render(ledger))
+    let path = |p: &[u8]| request.starts_with(p);
+    let (status, body) = if path(b"GET /metrics ") || path(b"GET /metrics?") {
+        ("200 OK", metrics.render(ledger))
+    } else if path(b"GET /healthz ") || path(b"GET /healthz?") {
+        let problems = metrics.problems(unhealthy_after);
+        if problems.is_empty() {
+            ("200 OK", format!("ok: {}\n", metrics.summary()))
         } else {
-            ("404 Not Found", "try /metrics\n".to_string())
-        };
+            ("503 Service Unavailable", problems.join("\n") + "\n")
+        }
+    } else {
+        ("404 Not Found", "try /metrics or /healthz\n".to_string())
+    };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -7,6 +7,7 @@
 //! their next safe point and restart from it, else the old one stays.
 
 mod metrics;
+mod notify;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -56,11 +57,28 @@ pub async fn run(
     let metrics = Metrics::new();
     let _server = match config.metrics {
         Some(addr) => {
-            Some(metrics::serve(addr, metrics.clone(), ledger.clone(), stop.clone()).await?)
+            let served = (metrics.clone(), ledger.clone(), config.unhealthy_after);
+            Some(metrics::serve(addr, served, stop.clone()).await?)
         }
         None => None,
     };
     tracing::info!(routes = config.routes.len(), ledger = %config.ledger_path.display(), "daemon started");
+    let _watchdog = notify::watchdog_interval().map(|every| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                notify::notify("WATCHDOG=1");
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        })
+    });
+    notify::notify(&format!(
+        "READY=1\nSTATUS={} routes running",
+        config.routes.len()
+    ));
     loop {
         metrics.set_routes(
             config
@@ -177,6 +195,7 @@ async fn route_loop(
             result.as_ref().err(),
             started.elapsed(),
         );
+        notify::notify(&format!("STATUS={}", metrics.summary()));
         options.logins_at_once = result.is_ok();
         wait = match &result {
             Ok(()) => {
