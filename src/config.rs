@@ -303,6 +303,9 @@ pub struct Config {
     /// How long a route may keep failing before the daemon's `/healthz`
     /// answers 503 (a route recovering within it is healthy).
     pub unhealthy_after: std::time::Duration,
+    /// `run`: a command told (JSON on stdin) when a route has been failing
+    /// longer than `unhealthy_after`, and when it recovers.
+    pub notify_command: Option<Vec<String>>,
     pub sources: Vec<Account>,
     pub targets: Vec<Account>,
     pub routes: Vec<Route>,

@@ -264,8 +264,15 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
     let sources = [(&up, "INBOX"), (&down, "Down")];
     let ports = [dovecot.pop3s_port(), proxy.port()];
     let metrics_port = free_port();
-    let text = config_via(dir.path(), dovecot, &sources, &ports, &dst, metrics_port)
-        .replace("[daemon]\n", "[daemon]\nunhealthy_after = \"2s\"\n");
+    let told = dir.path().join("told.jsonl");
+    let notify_command = format!(
+        "notify_command = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+        told.display()
+    );
+    let text = config_via(dir.path(), dovecot, &sources, &ports, &dst, metrics_port).replace(
+        "[daemon]\n",
+        &format!("[daemon]\nunhealthy_after = \"2s\"\n{notify_command}"),
+    );
     std::fs::write(&path, text).unwrap();
     // A service manager's notify socket (systemd Type=notify).
     let notify_path = dir.path().join("notify.sock");
@@ -323,6 +330,13 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
         },
     );
     assert!(health.contains(&down.name), "{health}");
+    let read_told = || std::fs::read_to_string(&told).unwrap_or_default();
+    wait_for(
+        limit,
+        "notify_command told of the failure",
+        &log_path,
+        || read_told().contains("\"event\":\"failing\""),
+    );
     assert!(!health.contains(&format!("route {}", up.name)), "{health}");
     dovecot.load(&up, "INBOX", &mail("up-late", 2));
     wait_for(
@@ -340,6 +354,21 @@ fn an_unreachable_source_backs_off_while_the_others_go_on() {
     wait_for(limit, "/healthz to be 200 again", &log_path, || {
         get(metrics_port, "/healthz").starts_with("HTTP/1.1 200")
     });
+    wait_for(
+        limit,
+        "notify_command told of the recovery",
+        &log_path,
+        || read_told().contains("\"event\":\"recovered\""),
+    );
+    let events: Vec<serde_json::Value> = read_told()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // Once per problem, once per recovery: not at every check.
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0]["route"]
+        .as_str()
+        .is_some_and(|r| r.starts_with(&down.name)));
     reader.join().unwrap();
     let notes = notes.lock().unwrap().clone();
     for note in ["READY=1", "WATCHDOG=1", "STATUS=2 routes, "] {

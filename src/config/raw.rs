@@ -43,6 +43,7 @@ struct RawDaemon {
     metrics: Option<Spanned<String>>,
     max_parallel_routes: Option<Spanned<usize>>,
     unhealthy_after: Option<Spanned<String>>,
+    notify_command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -148,12 +149,23 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         DEFAULT_UNHEALTHY_AFTER,
         "key `daemon.unhealthy_after`",
     )?;
+    let notify_command = match &raw.daemon.notify_command {
+        None => None,
+        Some(c) if c.get_ref().is_empty() || c.get_ref()[0].trim().is_empty() => {
+            return invalid(
+                c.span(),
+                "key `daemon.notify_command`: give the program and its arguments, e.g. [\"/usr/local/bin/page-me\"]".into(),
+            )
+        }
+        Some(c) => Some(c.get_ref().clone()),
+    };
     Ok(Config {
         path: path.to_path_buf(),
         ledger_path,
         metrics,
         max_parallel_routes,
         unhealthy_after,
+        notify_command,
         sources,
         targets,
         routes,

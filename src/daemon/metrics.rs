@@ -38,6 +38,32 @@ struct RouteMetrics {
     duration_sum: f64,
 }
 
+/// A route failing for longer than the daemon's `unhealthy_after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub route: String,
+    /// The first failure of the current run of failures.
+    pub since: SystemTime,
+    /// Passes failed in a row.
+    pub passes: u64,
+    /// The last pass's error.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = SystemTime::now()
+            .duration_since(self.since)
+            .unwrap_or_default()
+            .as_secs();
+        write!(
+            f,
+            "route {}: failing for {secs} s ({} passes): {}",
+            self.route, self.passes, self.reason
+        )
+    }
+}
+
 /// Shared metrics of all routes.
 #[derive(Clone, Default)]
 pub struct Metrics(Arc<Mutex<BTreeMap<String, RouteMetrics>>>);
@@ -91,23 +117,23 @@ impl Metrics {
         }
     }
 
-    /// Routes failing for longer than `threshold`, each as a line naming it,
-    /// since when and why: empty while every route is healthy or recovering
-    /// within the threshold (`GET /healthz`).
-    pub fn problems(&self, threshold: Duration) -> Vec<String> {
+    /// Routes failing for longer than `threshold`: empty while every route
+    /// is healthy or recovering within the threshold.
+    pub fn problems(&self, threshold: Duration) -> Vec<Problem> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = SystemTime::now();
         map.iter()
             .filter_map(|(name, m)| {
                 let since = m.failing_since?;
                 let failing = now.duration_since(since).unwrap_or_default();
-                (failing > threshold).then(|| {
-                    format!(
-                        "route {name}: failing for {} s ({} passes): {}",
-                        failing.as_secs(),
-                        m.consecutive_failures,
-                        m.last_error.as_deref().unwrap_or("unknown error")
-                    )
+                (failing > threshold).then(|| Problem {
+                    route: name.clone(),
+                    since,
+                    passes: m.consecutive_failures,
+                    reason: m
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "unknown error".into()),
                 })
             })
             .collect()
@@ -297,7 +323,8 @@ async fn answer(
         if problems.is_empty() {
             ("200 OK", format!("ok: {}\n", metrics.summary()))
         } else {
-            ("503 Service Unavailable", problems.join("\n") + "\n")
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            ("503 Service Unavailable", lines.join("\n") + "\n")
         }
     } else {
         ("404 Not Found", "try /metrics or /healthz\n".to_string())

@@ -79,6 +79,20 @@ pub async fn run(
         "READY=1\nSTATUS={} routes running",
         config.routes.len()
     ));
+    // Tells `notify_command` about routes failing past `unhealthy_after`.
+    let _monitor = config.notify_command.clone().map(|command| {
+        let (metrics, stop, threshold) = (metrics.clone(), stop.clone(), config.unhealthy_after);
+        tokio::spawn(async move {
+            let mut told = notify::Told::default();
+            loop {
+                told.update(&command, &metrics.problems(threshold)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        })
+    });
     loop {
         metrics.set_routes(
             config
