@@ -2,35 +2,11 @@
 
 mod support;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use support::servers::readers::{self, Imap, Pop3};
+use support::servers::smoke::{self, find, show, within_deadline};
 use support::servers::{cyrus, mailutils, ImapServer, Pop3Server};
-
-/// Per-test deadline: a hang fails the test instead of stalling CI (every
-/// socket read also has its own timeout).
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `body` on its own thread and fails the test if it does not end
-/// within [`TEST_TIMEOUT`]; a panic in `body` is the test's panic.
-fn within_deadline(body: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        body();
-        let _ = done.send(());
-    });
-    match finished.recv_timeout(TEST_TIMEOUT) {
-        Ok(()) => worker.join().expect("test body finished"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the body ended without reporting"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("test exceeded its deadline of {TEST_TIMEOUT:?}")
-        }
-    }
-}
 
 /// A message with raw 8-bit (UTF-8 and Latin-1) bytes in its header and
 /// body, LF line ends, a body line starting with `From ` and one with a dot.
@@ -44,35 +20,17 @@ From the body, not an envelope.\n\
 .a line with a leading dot\n";
 
 /// A MIME message with a base64 part, CRLF line ends.
-const BASE64: &[u8] = b"From: sender@example.test\r\n\
-To: someone@example.test\r\n\
-Subject: attachment\r\n\
-Message-ID: <base64@example.test>\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain; charset=us-ascii\r\n\
-\r\n\
-see attached\r\n\
---b1\r\n\
-Content-Type: application/octet-stream; name=\"x.bin\"\r\n\
-Content-Transfer-Encoding: base64\r\n\
-\r\n\
-AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\r\n\
-MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f\r\n\
---b1--\r\n";
+fn base64_sample() -> Vec<u8> {
+    smoke::base64_message(None)
+}
 
 /// Plain ASCII, LF line ends.
-const PLAIN: &[u8] = b"From: plain@example.test\n\
-To: someone@example.test\n\
-Subject: plain\n\
-Message-ID: <plain@example.test>\n\
-\n\
-Just text.\n";
+fn plain_sample() -> Vec<u8> {
+    smoke::plain_message(None)
+}
 
 fn loaded() -> Vec<Vec<u8>> {
-    vec![EIGHT_BIT.to_vec(), BASE64.to_vec(), PLAIN.to_vec()]
+    vec![EIGHT_BIT.to_vec(), base64_sample(), plain_sample()]
 }
 
 /// Cyrus's munge8bit: every byte >= 0x80 in the header (up to the first
@@ -85,14 +43,6 @@ fn munge8bit(message: &[u8]) -> Vec<u8> {
         .collect();
     out.extend_from_slice(&message[end..]);
     out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn show(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts `served` is `original` (CRLF) with header lines inserted right
@@ -168,16 +118,23 @@ fn cyrus_serves_pop3_and_imap_with_munge8bit() {
 
         // IMAP: two messages into a new folder, read back by UID FETCH.
         let bob = imap.imap_user("bob");
-        let stored = vec![EIGHT_BIT.to_vec(), BASE64.to_vec()];
+        let stored = vec![EIGHT_BIT.to_vec(), base64_sample()];
         imap.store(&bob, "Archive", &stored);
         let back = imap.messages(&bob, "Archive");
         assert_eq!(back.len(), 2);
         assert_eq!(show(&back[0]), show(&munge8bit(&readers::crlf(EIGHT_BIT))));
-        assert_eq!(back[1], readers::crlf(BASE64), "base64 message byte-exact");
+        assert_eq!(
+            back[1],
+            readers::crlf(&base64_sample()),
+            "base64 message byte-exact"
+        );
         assert!(imap.messages(&bob, "INBOX").is_empty());
         // Storing again appends (the folder exists now).
-        imap.store(&bob, "Archive", &[PLAIN.to_vec()]);
-        assert_eq!(imap.messages(&bob, "Archive")[2], readers::crlf(PLAIN));
+        imap.store(&bob, "Archive", &[plain_sample()]);
+        assert_eq!(
+            imap.messages(&bob, "Archive")[2],
+            readers::crlf(&plain_sample())
+        );
 
         // What Cyrus refuses, as the module doc says.
         let mut session =
@@ -300,7 +257,7 @@ fn mailutils_serves_pop3_and_imap_with_added_headers() {
 
         // IMAP: APPEND adds X-IMAPbase (first message) and X-UID.
         let bob = imap.imap_user("bob");
-        let stored = vec![EIGHT_BIT.to_vec(), BASE64.to_vec()];
+        let stored = vec![EIGHT_BIT.to_vec(), base64_sample()];
         imap.store(&bob, "Archive", &stored);
         let back = imap.messages(&bob, "Archive");
         assert_eq!(back.len(), 2);

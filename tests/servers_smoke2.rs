@@ -2,37 +2,11 @@
 
 mod support;
 
-use std::sync::mpsc;
-use std::time::Duration;
-
 use support::servers::courier::{self, Courier};
 use support::servers::popa3d::{self, Popa3d};
 use support::servers::readers::{self, Pop3};
+use support::servers::smoke::{self, find, show, within_deadline};
 use support::servers::{ImapServer, Pop3Server};
-
-/// Per-test deadline: a hang fails the test instead of stalling CI (every
-/// socket read also has its own timeout).
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `body` on its own thread and fails the test if it does not end
-/// within [`TEST_TIMEOUT`]; a panic in `body` is the test's panic.
-fn within_deadline(body: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        body();
-        let _ = done.send(());
-    });
-    match finished.recv_timeout(TEST_TIMEOUT) {
-        Ok(()) => worker.join().expect("test body finished"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the body ended without reporting"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("test exceeded its deadline of {TEST_TIMEOUT:?}")
-        }
-    }
-}
 
 /// Raw UTF-8 bytes in the header (no RFC 2047 encoding) and in the body,
 /// LF line ends.
@@ -46,45 +20,17 @@ Gr\xc3\xbc\xc3\x9fe.\n\
 .a line with a leading dot\n";
 
 /// A MIME message with a base64 part, CRLF line ends.
-const BASE64: &[u8] = b"From: sender@example.test\r\n\
-To: someone@example.test\r\n\
-Subject: attachment\r\n\
-Date: Mon, 1 Jan 2024 11:00:00 +0000\r\n\
-Message-ID: <base64@example.test>\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain; charset=us-ascii\r\n\
-\r\n\
-see attached\r\n\
---b1\r\n\
-Content-Type: application/octet-stream; name=\"x.bin\"\r\n\
-Content-Transfer-Encoding: base64\r\n\
-\r\n\
-AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\r\n\
-MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f\r\n\
---b1--\r\n";
+fn base64_sample() -> Vec<u8> {
+    smoke::base64_message(Some("Mon, 1 Jan 2024 11:00:00 +0000"))
+}
 
 /// Plain ASCII, LF line ends.
-const PLAIN: &[u8] = b"From: plain@example.test\n\
-To: someone@example.test\n\
-Subject: plain\n\
-Date: Mon, 1 Jan 2024 12:00:00 +0000\n\
-Message-ID: <plain@example.test>\n\
-\n\
-Just text.\n";
+fn plain_sample() -> Vec<u8> {
+    smoke::plain_message(Some("Mon, 1 Jan 2024 12:00:00 +0000"))
+}
 
 fn loaded() -> Vec<Vec<u8>> {
-    vec![EIGHT_BIT.to_vec(), BASE64.to_vec(), PLAIN.to_vec()]
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn show(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    vec![EIGHT_BIT.to_vec(), base64_sample(), plain_sample()]
 }
 
 /// Asserts byte equality, showing both as text on failure.
@@ -120,9 +66,16 @@ fn courier_pop3_serves_loaded_mail_and_wraps_8bit_headers_without_utf8() {
         assert_eq!(served.len(), 3, "three messages in POP3 order");
         // 7-bit messages: byte-exact (LF stored, CRLF served), whatever
         // line ends they were loaded with.
-        assert_bytes(&served[1], &readers::crlf(BASE64), "base64 message");
-        assert_bytes(&served[2], &readers::crlf(PLAIN), "plain message");
-        assert!(!Courier::as_stored(BASE64).contains(&b'\r'), "loaded as LF");
+        assert_bytes(
+            &served[1],
+            &readers::crlf(&base64_sample()),
+            "base64 message",
+        );
+        assert_bytes(&served[2], &readers::crlf(&plain_sample()), "plain message");
+        assert!(
+            !Courier::as_stored(&base64_sample()).contains(&b'\r'),
+            "loaded as LF"
+        );
 
         // 8-bit header without UTF8: a generated wrapper, the original
         // attached as message/global.
@@ -210,7 +163,7 @@ fn courier_imap_stores_and_serves_byte_exact() {
             assert_bytes(got, &readers::crlf(&sent), "IMAP BODY[] after APPEND");
         }
         // A folder: created as INBOX.Archive, stored LF on disk.
-        imap.store(&carol, "Archive", &[EIGHT_BIT.to_vec(), PLAIN.to_vec()]);
+        imap.store(&carol, "Archive", &[EIGHT_BIT.to_vec(), plain_sample()]);
         let archive = imap.messages(&carol, "Archive");
         assert_eq!(archive.len(), 2);
         assert_bytes(
@@ -285,8 +238,12 @@ fn popa3d_serves_loaded_mail_with_mbox_changes() {
         assert_eq!(served.len(), 5, "five messages, none split or merged");
         // The three ordinary ones: byte-exact, 8-bit header included.
         assert_bytes(&served[0], &readers::crlf(EIGHT_BIT), "8-bit message");
-        assert_bytes(&served[1], &readers::crlf(BASE64), "base64 message");
-        assert_bytes(&served[2], &readers::crlf(PLAIN), "plain message");
+        assert_bytes(
+            &served[1],
+            &readers::crlf(&base64_sample()),
+            "base64 message",
+        );
+        assert_bytes(&served[2], &readers::crlf(&plain_sample()), "plain message");
         // From lines come back quoted; a >From line stays as it was.
         assert_bytes(
             &served[3],

@@ -11,22 +11,20 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::certs::TestCa;
 use super::config::render_config;
 use super::maildir::{self, MailOwner};
 use super::probe;
+use super::servers::common::{self, Instance, Poll, StartError};
 use super::watchdog::Watchdog;
 
 /// The unprivileged system user that owns all mail.
 const MAIL_USER: &str = "vmail";
 /// How long an instance may take to greet on all ports and log a user in.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Start attempts, each on fresh ports (another process may grab a port
-/// between our releasing it and Dovecot binding it).
-const START_ATTEMPTS: usize = 5;
 
 /// Numbers instances (and users) uniquely within this process.
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -65,12 +63,11 @@ pub struct Options {
 /// A running private Dovecot. Stopped (and its directory removed) on drop,
 /// and by its watchdog when the test process dies.
 pub struct Dovecot {
-    dir: PathBuf,
+    /// The directory and the master's watchdog.
+    instance: Instance,
     ports: Ports,
     ca: TestCa,
     owner: MailOwner,
-    /// `None` once stopped.
-    watchdog: Mutex<Option<Watchdog>>,
     next_user: AtomicU64,
     next_file: AtomicU64,
     /// The fixed leading seconds of every loaded file name (see maildir.rs).
@@ -96,15 +93,7 @@ impl Dovecot {
     pub fn start_with(options: Options) -> Dovecot {
         let binary = dovecot_binary();
         let owner = mail_owner();
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match Dovecot::try_start(&binary, owner, &options) {
-                Ok(dovecot) => return dovecot,
-                Err(StartError::PortTaken(log)) => last_error = log,
-                Err(StartError::Fatal(why)) => panic!("dovecot did not start: {why}"),
-            }
-        }
-        panic!("dovecot did not start: a port was taken {START_ATTEMPTS} times:\n{last_error}");
+        common::start_with_retries("dovecot", || Dovecot::try_start(&binary, owner, &options))
     }
 
     fn try_start(
@@ -113,7 +102,7 @@ impl Dovecot {
         options: &Options,
     ) -> Result<Dovecot, StartError> {
         let seq = INSTANCE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = make_instance_dir();
+        let dir = common::instance_dir("dovecot");
         let ca = TestCa::new(&format!("dovecot-{}-{seq}", std::process::id()));
         let ports = pick_ports();
         write_tls_files(&dir, &ca);
@@ -122,50 +111,39 @@ impl Dovecot {
         let config_path = dir.join("dovecot.conf");
         fs::write(&config_path, config).expect("write dovecot.conf");
         let watchdog = Watchdog::start(binary, &config_path, &dir, &dir.join("dovecot.stderr"));
+        let instance = Instance::new(dir);
+        instance.guard(watchdog);
         let dovecot = Dovecot {
-            dir,
+            instance,
             ports,
             ca,
             owner,
-            watchdog: Mutex::new(Some(watchdog)),
             next_user: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
             load_secs: unix_now(),
         };
-        match dovecot.wait_ready() {
-            Ok(()) => Ok(dovecot),
-            Err(why) => {
-                let log = format!(
-                    "{why}\n--- dovecot log (tail) ---\n{}",
-                    dovecot.log_tail(40)
-                );
-                // Dropping stops the watchdog and removes the directory.
-                drop(dovecot);
-                if log.contains("Address already in use") {
-                    Err(StartError::PortTaken(log))
-                } else {
-                    Err(StartError::Fatal(log))
-                }
-            }
-        }
+        let ready = dovecot.wait_ready();
+        // Dropping stops the watchdog and removes the directory.
+        common::started_or_stopped(dovecot, ready, |dovecot, why| {
+            format!(
+                "{why}\n--- dovecot log (tail) ---\n{}",
+                dovecot.log_tail(40)
+            )
+        })
     }
 
     /// Waits until every port greets and a probe user can log in.
     fn wait_ready(&self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
         let probe_user = self.user("probe");
-        let mut last = String::from("not tried");
-        while Instant::now() < deadline {
-            if !self.master_alive() {
-                return Err("dovecot exited during start-up".into());
+        common::wait_ready(READY_TIMEOUT, Duration::from_millis(50), |_| {
+            if !self.instance.alive() {
+                return Poll::Failed("dovecot exited during start-up".into());
             }
             match self.probe_once(&probe_user) {
-                Ok(()) => return Ok(()),
-                Err(why) => last = why,
+                Ok(()) => Poll::Ready,
+                Err(why) => Poll::NotYet(why),
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("not ready after {READY_TIMEOUT:?}: {last}"))
+        })
     }
 
     fn probe_once(&self, user: &User) -> Result<(), String> {
@@ -183,11 +161,6 @@ impl Dovecot {
         expect("pop3s", probe::greeting_tls(p.pop3s, tls.clone())?, "+OK")?;
         expect("imaps", probe::greeting_tls(p.imaps, tls)?, "* OK")?;
         probe::imap_login(p.imap, &user.name, &user.password)
-    }
-
-    fn master_alive(&self) -> bool {
-        let guard = self.watchdog.lock().expect("watchdog lock poisoned");
-        guard.as_ref().is_some_and(Watchdog::master_alive)
     }
 
     /// All four ports.
@@ -213,7 +186,7 @@ impl Dovecot {
 
     /// PEM file of the CA that signed the server certificate.
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.join("ca.pem")
+        self.dir().join("ca.pem")
     }
 
     /// The test CA itself (to issue more certificates).
@@ -228,18 +201,17 @@ impl Dovecot {
 
     /// The instance directory (config, log, mail).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.instance.dir()
     }
 
     /// The config file, for `doveadm -c`.
     pub fn config_file(&self) -> PathBuf {
-        self.dir.join("dovecot.conf")
+        self.dir().join("dovecot.conf")
     }
 
     /// The Dovecot master's pid (also in `run/master.pid`).
     pub fn master_pid(&self) -> Option<u32> {
-        let guard = self.watchdog.lock().expect("watchdog lock poisoned");
-        guard.as_ref().map(Watchdog::master_pid)
+        self.instance.pids().first().copied()
     }
 
     /// A new user nobody else has, named `<hint>-<n>` (lower-cased, other
@@ -247,14 +219,8 @@ impl Dovecot {
     /// login names by default), with a fresh password. Usable at once.
     pub fn user(&self, name_hint: &str) -> User {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{n}", sanitize_user_hint(name_hint));
-        let password = format!(
-            "pw-{n}-{:x}",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        );
+        let name = format!("{}-{n}", common::sanitize_hint(name_hint, '_'));
+        let password = common::fresh_password(n);
         self.add_user(&name, &password)
     }
 
@@ -270,10 +236,10 @@ impl Dovecot {
             !password.contains([':', '\n', '\r']),
             "password {password:?} would break the passwd-file line"
         );
-        let path = self.dir.join("users").join(name);
+        let path = self.dir().join("users").join(name);
         assert!(!path.exists(), "user {name} already exists");
         // Written whole, then renamed: auth never reads half a line.
-        let tmp = self.dir.join("users").join(format!(".{name}.tmp"));
+        let tmp = self.dir().join("users").join(format!(".{name}.tmp"));
         fs::write(&tmp, format!("{name}:{{PLAIN}}{password}::::::\n"))
             .expect("write a passwd-file");
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
@@ -323,14 +289,14 @@ impl Dovecot {
 
     /// The Maildir root (= INBOX) of a user.
     pub fn maildir_root(&self, user: &User) -> PathBuf {
-        self.dir.join("mail").join(&user.name)
+        self.dir().join("mail").join(&user.name)
     }
 
     /// The whole Dovecot log (plus anything it printed to stderr before its
     /// log was set up), for assertion messages.
     pub fn log(&self) -> String {
-        let log = fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default();
-        let stderr = fs::read_to_string(self.dir.join("dovecot.stderr")).unwrap_or_default();
+        let log = fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default();
+        let stderr = fs::read_to_string(self.dir().join("dovecot.stderr")).unwrap_or_default();
         if stderr.is_empty() {
             log
         } else {
@@ -340,36 +306,14 @@ impl Dovecot {
 
     /// The last `lines` lines of [`Dovecot::log`].
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        common::tail(&self.log(), lines)
     }
 
     /// Stops Dovecot and removes the instance directory. Idempotent; also
     /// done on drop.
     pub fn stop(&self) {
-        let watchdog = self.watchdog.lock().map(|mut w| w.take());
-        if let Ok(Some(watchdog)) = watchdog {
-            watchdog.stop();
-        }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("could not remove {:?}: {e}", self.dir),
-        }
+        self.instance.stop();
     }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-enum StartError {
-    /// Another process bound one of our ports first: try other ports.
-    PortTaken(String),
-    Fatal(String),
 }
 
 /// The dovecot binary, or a panic telling how to get it: a missing server
@@ -393,7 +337,7 @@ fn mail_owner() -> MailOwner {
     static OWNER: OnceLock<MailOwner> = OnceLock::new();
     *OWNER.get_or_init(|| {
         for _ in 0..50 {
-            if let Some(owner) = lookup_user(MAIL_USER) {
+            if let Some(owner) = common::system_user(MAIL_USER) {
                 return owner;
             }
             let _ = std::process::Command::new("useradd")
@@ -408,45 +352,14 @@ fn mail_owner() -> MailOwner {
     })
 }
 
-fn lookup_user(name: &str) -> Option<MailOwner> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() < 4 || fields[0] != name {
-            return None;
-        }
-        Some(MailOwner {
-            uid: fields[2].parse().ok()?,
-            gid: fields[3].parse().ok()?,
-        })
-    })
-}
-
-/// A 0755 directory under /tmp (Dovecot's unprivileged processes must
-/// traverse it; a 0700 dir or one under /root fails with misleading errors).
-fn make_instance_dir() -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("mailferry-dovecot-")
-        .tempdir_in("/tmp")
-        .expect("create the dovecot instance dir in /tmp")
-        .keep();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-        .expect("make the instance dir traversable");
-    dir
-}
-
-/// Four distinct free ports: all bound at once so they differ, then
-/// released for Dovecot to take.
+/// Four distinct free ports, released for Dovecot to take.
 fn pick_ports() -> Ports {
-    let listeners: Vec<std::net::TcpListener> = (0..4)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    let port = |i: usize| listeners[i].local_addr().expect("bound port").port();
+    let ports = common::free_ports(4);
     Ports {
-        pop3: port(0),
-        pop3s: port(1),
-        imap: port(2),
-        imaps: port(3),
+        pop3: ports[0],
+        pop3s: ports[1],
+        imap: ports[2],
+        imaps: ports[3],
     }
 }
 
@@ -470,25 +383,6 @@ fn make_layout(dir: &Path, owner: MailOwner) {
     }
     maildir::chown(&dir.join("mail"), owner);
     maildir::chown(&dir.join("home"), owner);
-}
-
-fn sanitize_user_hint(hint: &str) -> String {
-    let cleaned: String = hint
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "user".into()
-    } else {
-        cleaned
-    }
 }
 
 fn unix_now() -> u64 {

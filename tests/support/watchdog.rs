@@ -33,7 +33,8 @@ rm -rf "$3"
 /// How long a clean stop may take before the master is killed outright.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// A running watchdog and the Dovecot master it guards.
+/// A running watchdog and the process it guards: the Dovecot master, or
+/// (started by `servers::jail`) the `unshare` of a namespace.
 pub struct Watchdog {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -45,20 +46,31 @@ impl Watchdog {
     /// there before logging is set up) goes to `stderr_file`.
     pub fn start(dovecot: &Path, config: &Path, dir: &Path, stderr_file: &Path) -> Watchdog {
         let stderr = File::create(stderr_file).expect("create the dovecot stderr file");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg("mailferry-dovecot-watchdog")
-            .arg(dovecot)
-            .arg(config)
-            .arg(dir)
+        Watchdog::spawn(
+            Command::new("sh")
+                .arg("-c")
+                .arg(SCRIPT)
+                .arg("mailferry-dovecot-watchdog")
+                .arg(dovecot)
+                .arg(config)
+                .arg(dir)
+                .stderr(stderr),
+            "dovecot",
+        )
+    }
+
+    /// Spawns a watchdog script (`command`, stderr already set) whose stdin
+    /// and stdout are piped here and whose first line of output is the pid
+    /// of the process it guards (`guarded` names it in panics). Used as is
+    /// by `servers::jail` for its namespaces.
+    pub fn spawn(command: &mut Command, guarded: &str) -> Watchdog {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
-            .expect("spawn sh for the dovecot watchdog");
+            .unwrap_or_else(|e| panic!("spawn sh for the {guarded} watchdog: {e}"));
         let stdin = child.stdin.take();
-        let master_pid = read_master_pid(&mut child);
+        let master_pid = read_master_pid(&mut child, guarded);
         Watchdog {
             child,
             stdin,
@@ -101,15 +113,15 @@ impl Watchdog {
 }
 
 /// The script's first line of output is the master pid.
-fn read_master_pid(child: &mut Child) -> u32 {
+fn read_master_pid(child: &mut Child, guarded: &str) -> u32 {
     let stdout = child.stdout.take().expect("watchdog stdout is piped");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
-        .expect("read the dovecot pid from the watchdog");
+        .unwrap_or_else(|e| panic!("read the {guarded} pid from the watchdog: {e}"));
     line.trim()
         .parse()
-        .unwrap_or_else(|_| panic!("watchdog printed {line:?}, not the dovecot pid"))
+        .unwrap_or_else(|_| panic!("watchdog printed {line:?}, not the {guarded} pid"))
 }
 
 /// `/proc/PID/stat` is `pid (comm) S ...`; comm may hold spaces or

@@ -56,10 +56,9 @@
 //!   `BODY[]` gives back the same bytes, 8-bit headers included.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -68,19 +67,13 @@ use base64::Engine as _;
 
 use super::super::maildir::{self, MailOwner};
 use super::super::probe;
+use super::common::{self, Instance, Poll, StartError};
+use super::jail;
 use super::readers;
 use super::{ImapServer, Pop3Server, User};
 
-/// Helpers shared with `popa3d.rs`, which uses them as `super::courier::jail`.
-#[path = "jail.rs"]
-pub(super) mod jail;
-
-use jail::Jail;
-
 /// How long an instance may take to greet on both ports and log a user in.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Start attempts, each on fresh ports.
-const START_ATTEMPTS: usize = 5;
 /// The system user that owns all mail (Debian's `mail`, uid 8).
 const MAIL_USER: &str = "mail";
 
@@ -160,12 +153,12 @@ pub fn shared() -> &'static Courier {
 /// A running private Courier (IMAP and POP3 on one userdb). Stopped, and
 /// its directory removed, on drop and by its watchdog.
 pub struct Courier {
-    dir: PathBuf,
+    /// The directory and the namespace's watchdog.
+    instance: Instance,
     tree: PathBuf,
     imap_port: u16,
     pop3_port: u16,
     owner: MailOwner,
-    jail: Mutex<Option<Jail>>,
     /// (name, userdb password field) of every user, in creation order; the
     /// lock also serialises rebuilding the userdb files.
     users: Mutex<Vec<(String, String)>>,
@@ -176,32 +169,20 @@ pub struct Courier {
     started_in: Duration,
 }
 
-enum StartError {
-    PortTaken(String),
-    Fatal(String),
-}
-
 impl Courier {
     /// Starts a fresh instance; retries on fresh ports if one was taken;
     /// panics (with the log tail) if it is not ready in time.
     pub fn start() -> Courier {
         let tree = jail::tree("courier", TREE_FILES);
-        let owner = mail_owner();
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match Courier::try_start(&tree, owner) {
-                Ok(courier) => return courier,
-                Err(StartError::PortTaken(log)) => last = log,
-                Err(StartError::Fatal(why)) => panic!("courier did not start: {why}"),
-            }
-        }
-        panic!("courier did not start: a port was taken {START_ATTEMPTS} times:\n{last}");
+        let owner = common::system_user(MAIL_USER)
+            .unwrap_or_else(|| panic!("no system user {MAIL_USER:?} in /etc/passwd"));
+        common::start_with_retries("courier", || Courier::try_start(&tree, owner))
     }
 
     fn try_start(tree: &Path, owner: MailOwner) -> Result<Courier, StartError> {
         let began = Instant::now();
         let seq = INSTANCE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = jail::instance_dir("courier");
+        let dir = common::instance_dir("courier");
         jail::copy_etc(&dir);
         let etc_courier = dir.join("etc/courier");
         fs::create_dir_all(&etc_courier).expect("create etc/courier");
@@ -218,14 +199,13 @@ impl Courier {
         let script = dir.join("start.sh");
         fs::write(&script, START_SCRIPT).expect("write start.sh");
 
-        let ports = jail::free_ports(2);
+        let ports = common::free_ports(2);
         let courier = Courier {
-            dir: dir.clone(),
+            instance: Instance::new(dir.clone()),
             tree: tree.to_path_buf(),
             imap_port: ports[0],
             pop3_port: ports[1],
             owner,
-            jail: Mutex::new(None),
             users: Mutex::new(Vec::new()),
             next_user: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
@@ -246,43 +226,32 @@ impl Courier {
             owner.uid.to_string(),
             owner.gid.to_string(),
         ];
-        let started = Jail::start(&dir, &script, &args, &courier.log_path());
-        *courier.jail.lock().expect("jail lock") = Some(started);
-        match courier.wait_ready(&probe_user) {
-            Ok(()) => {
-                let mut courier = courier;
-                courier.started_in = began.elapsed();
-                Ok(courier)
-            }
-            Err(why) => {
-                let log = format!(
-                    "{why}\n--- courier log (tail) ---\n{}",
-                    courier.log_tail(40)
-                );
-                drop(courier);
-                if log.contains("Address already in use") {
-                    Err(StartError::PortTaken(log))
-                } else {
-                    Err(StartError::Fatal(log))
-                }
-            }
-        }
+        courier
+            .instance
+            .guard(jail::start(&dir, &script, &args, &courier.log_path()));
+        let ready = courier.wait_ready(&probe_user);
+        let started = common::started_or_stopped(courier, ready, |courier, why| {
+            format!(
+                "{why}\n--- courier log (tail) ---\n{}",
+                courier.log_tail(40)
+            )
+        });
+        started.map(|mut courier| {
+            courier.started_in = began.elapsed();
+            courier
+        })
     }
 
     fn wait_ready(&self, user: &User) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("not tried");
-        while Instant::now() < deadline {
-            if !self.alive() {
-                return Err("the courier namespace exited during start-up".into());
+        common::wait_ready(READY_TIMEOUT, Duration::from_millis(20), |_| {
+            if !self.instance.alive() {
+                return Poll::Failed("the courier namespace exited during start-up".into());
             }
             match self.probe_once(user) {
-                Ok(()) => return Ok(()),
-                Err(why) => last = why,
+                Ok(()) => Poll::Ready,
+                Err(why) => Poll::NotYet(why),
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("not ready after {READY_TIMEOUT:?}: {last}"))
+        })
     }
 
     fn probe_once(&self, user: &User) -> Result<(), String> {
@@ -298,11 +267,6 @@ impl Courier {
         readers::Pop3::login(self.pop3_port, &user.name, &user.password)?.quit()
     }
 
-    fn alive(&self) -> bool {
-        let guard = self.jail.lock().expect("jail lock poisoned");
-        guard.as_ref().is_some_and(Jail::alive)
-    }
-
     /// How long [`Courier::start`] took for this instance (copy of /etc,
     /// start, readiness).
     pub fn started_in(&self) -> Duration {
@@ -311,17 +275,17 @@ impl Courier {
 
     /// The instance directory (copied /etc, run/, mail/, log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.instance.dir()
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.join("courier.log")
+        self.dir().join("courier.log")
     }
 
     /// The last `lines` lines of the log (authdaemond, couriertcpd and the
     /// login programs write to stderr; nothing goes to syslog).
     pub fn log_tail(&self, lines: usize) -> String {
-        jail::log_tail(&self.log_path(), lines)
+        common::log_tail(&self.log_path(), lines)
     }
 
     /// A new user nobody else has, named `<hint>-<n>`, with a fresh
@@ -332,8 +296,8 @@ impl Courier {
 
     fn add_user(&self, hint: &str) -> User {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{n}", jail::sanitize_hint(hint));
-        let password = jail::fresh_password(n);
+        let name = format!("{}-{n}", common::sanitize_hint(hint, '_'));
+        let password = common::fresh_password(n);
         let home = self.home(&name);
         fs::create_dir(&home).unwrap_or_else(|e| panic!("create {home:?}: {e}"));
         maildir::chown(&home, self.owner);
@@ -354,7 +318,7 @@ impl Courier {
     /// `userdbshadow.dat` as `makeuserdb` would: the password fields go to
     /// the shadow file.
     fn write_userdb(&self, users: &[(String, String)]) {
-        let etc = self.dir.join("etc/courier");
+        let etc = self.dir().join("etc/courier");
         let mut plain = String::new();
         let mut dat = String::new();
         let mut shadow = String::new();
@@ -377,37 +341,24 @@ impl Courier {
 
     /// `makedatprog - NAME.tmp NAME.dat` (builds the gdbm file, then renames).
     fn makedat(&self, input: &str, name: &str) {
-        let etc = self.dir.join("etc/courier");
-        let mut child = Command::new(
-            self.tree
-                .join("usr/lib/courier/courier-authlib/makedatprog"),
-        )
-        .arg("-")
-        .arg(etc.join(format!("{name}.tmp")))
-        .arg(etc.join(format!("{name}.dat")))
-        .env("LD_LIBRARY_PATH", self.tree.join("usr/lib"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn makedatprog");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(input.as_bytes())
-            .expect("feed makedatprog");
-        let out = child.wait_with_output().expect("wait for makedatprog");
-        assert!(
-            out.status.success(),
-            "makedatprog {name}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+        let etc = self.dir().join("etc/courier");
+        common::run_with_input(
+            Command::new(
+                self.tree
+                    .join("usr/lib/courier/courier-authlib/makedatprog"),
+            )
+            .arg("-")
+            .arg(etc.join(format!("{name}.tmp")))
+            .arg(etc.join(format!("{name}.dat")))
+            .env("LD_LIBRARY_PATH", self.tree.join("usr/lib")),
+            input.as_bytes(),
+            &format!("makedatprog {name}"),
+            &format!("run {} as root", jail::INSTALL_SCRIPT),
         );
     }
 
     fn home(&self, name: &str) -> PathBuf {
-        self.dir.join("mail").join(name)
+        self.dir().join("mail").join(name)
     }
 
     /// The Maildir (= INBOX) of a user.
@@ -448,21 +399,7 @@ impl Courier {
     /// Stops Courier and removes the instance directory. Idempotent; also
     /// done on drop.
     pub fn stop(&self) {
-        let jail = self.jail.lock().map(|mut j| j.take());
-        if let Ok(Some(jail)) = jail {
-            jail.stop();
-        }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("could not remove {:?}: {e}", self.dir),
-        }
-    }
-}
-
-impl Drop for Courier {
-    fn drop(&mut self) {
-        self.stop();
+        self.instance.stop();
     }
 }
 
@@ -497,12 +434,8 @@ impl Pop3Server for Courier {
         }
     }
 
-    /// RETR 1..n in one session, without sending `UTF8`: a message with
-    /// 8-bit header bytes comes back wrapped (see the module doc).
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
-        readers::pop3_maildrop(self.pop3_port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("courier pop3 maildrop of {}: {e}", user.name))
-    }
+    // `maildrop` is the default, without `UTF8`: a message with 8-bit
+    // header bytes comes back wrapped (see the module doc).
 }
 
 impl ImapServer for Courier {
@@ -543,22 +476,4 @@ impl ImapServer for Courier {
         readers::imap_messages(self.imap_port, &user.name, &user.password, &name)
             .unwrap_or_else(|e| panic!("courier imap messages of {name} as {}: {e}", user.name))
     }
-}
-
-/// uid/gid of the system user `mail` (present on every Debian).
-fn mail_owner() -> MailOwner {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 4 || fields[0] != MAIL_USER {
-                return None;
-            }
-            Some(MailOwner {
-                uid: fields[2].parse().ok()?,
-                gid: fields[3].parse().ok()?,
-            })
-        })
-        .unwrap_or_else(|| panic!("no system user {MAIL_USER:?} in /etc/passwd"))
 }

@@ -56,15 +56,16 @@
 //!   QRESYNC; the capability list after LOGIN also says `LOGINDISABLED`.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use super::super::maildir::{self, MailOwner};
 use super::super::watchdog::Watchdog;
+use super::common::{self, Instance, Poll, StartError};
 use super::readers::{self, Imap, Pop3};
 use super::{ImapServer, Pop3Server, User};
 
@@ -75,8 +76,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one port may stay refused while the other greets before it
 /// counts as taken by another process.
 const TAKEN_AFTER: Duration = Duration::from_secs(1);
-/// Start attempts, each on fresh ports.
-const START_ATTEMPTS: usize = 5;
 const INSTALL_HINT: &str = "run scripts/servers/install-cyrus-mailutils as root";
 
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -84,15 +83,14 @@ static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
 /// A running private Cyrus. Stopped (and its directory removed) on drop,
 /// and by its watchdog when the test process dies.
 pub struct Cyrus {
-    dir: PathBuf,
+    /// The directory and the master's watchdog.
+    instance: Instance,
     pop3_port: u16,
     imap_port: u16,
     /// Unique per instance: the greeting names it, and it is the SASL realm
     /// of every user.
     servername: String,
-    owner: (u32, u32),
-    /// `None` once stopped.
-    watchdog: Mutex<Option<Watchdog>>,
+    owner: MailOwner,
     next_user: AtomicU64,
     /// saslpasswd2 runs one at a time.
     sasldb_lock: Mutex<()>,
@@ -103,11 +101,6 @@ pub struct Cyrus {
 pub fn shared() -> &'static Cyrus {
     static SHARED: OnceLock<Cyrus> = OnceLock::new();
     SHARED.get_or_init(Cyrus::start)
-}
-
-enum StartError {
-    PortTaken(String),
-    Fatal(String),
 }
 
 /// The binaries an instance runs.
@@ -125,22 +118,15 @@ impl Cyrus {
     pub fn start() -> Cyrus {
         let binaries = binaries();
         let owner = cyrus_owner();
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match Cyrus::try_start(&binaries, owner) {
-                Ok(cyrus) => return cyrus,
-                Err(StartError::PortTaken(why)) => last_error = why,
-                Err(StartError::Fatal(why)) => panic!("cyrus did not start: {why}"),
-            }
-        }
-        panic!("cyrus did not start: a port was taken {START_ATTEMPTS} times: {last_error}");
+        common::start_with_retries("cyrus", || Cyrus::try_start(&binaries, owner))
     }
 
-    fn try_start(binaries: &Binaries, owner: (u32, u32)) -> Result<Cyrus, StartError> {
+    fn try_start(binaries: &Binaries, owner: MailOwner) -> Result<Cyrus, StartError> {
         let seq = INSTANCE_SEQ.fetch_add(1, Ordering::Relaxed);
         let servername = format!("mailferry-cyrus-{}-{seq}", std::process::id());
-        let dir = make_instance_dir();
-        let (pop3_port, imap_port) = pick_ports();
+        let dir = common::instance_dir("cyrus");
+        let ports = common::free_ports(2);
+        let (pop3_port, imap_port) = (ports[0], ports[1]);
         for sub in [
             "config",
             "config/proc",
@@ -152,7 +138,7 @@ impl Cyrus {
         ] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {path:?}: {e}"));
-            chown(&path, owner);
+            maildir::chown(&path, owner);
         }
         let imapd_conf = dir.join("imapd.conf");
         let d = dir.display();
@@ -206,20 +192,22 @@ impl Cyrus {
         .expect("write run-master");
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod run-master");
         let watchdog = Watchdog::start(&wrapper, &imapd_conf, &dir, &dir.join("cyrus.stderr"));
+        let instance = Instance::new(dir);
+        instance.guard(watchdog);
         let cyrus = Cyrus {
-            dir,
+            instance,
             pop3_port,
             imap_port,
             servername,
             owner,
-            watchdog: Mutex::new(Some(watchdog)),
             next_user: AtomicU64::new(0),
             sasldb_lock: Mutex::new(()),
         };
         match cyrus.wait_ready(binaries) {
             Ok(()) => Ok(cyrus),
             Err(err) => {
-                let stderr = fs::read_to_string(cyrus.dir.join("cyrus.stderr")).unwrap_or_default();
+                let stderr =
+                    fs::read_to_string(cyrus.dir().join("cyrus.stderr")).unwrap_or_default();
                 drop(cyrus);
                 Err(match err {
                     StartError::PortTaken(why) => StartError::PortTaken(why),
@@ -234,13 +222,10 @@ impl Cyrus {
     /// Waits until both ports greet as this instance and a probe user can
     /// log in over both.
     fn wait_ready(&self, binaries: &Binaries) -> Result<(), StartError> {
-        let started = Instant::now();
-        let deadline = started + READY_TIMEOUT;
         let mut one_ready_since: Option<Instant> = None;
-        let mut last = String::from("not tried");
-        while Instant::now() < deadline {
-            if !self.master_alive() {
-                return Err(StartError::Fatal(format!(
+        common::wait_ready(READY_TIMEOUT, Duration::from_millis(20), |last| {
+            if !self.instance.alive() {
+                return Poll::Failed(StartError::Fatal(format!(
                     "master exited during start-up (last probe: {last})"
                 )));
             }
@@ -252,49 +237,51 @@ impl Cyrus {
             ] {
                 if let Ok(line) = greeting {
                     if !line.contains(&self.servername) {
-                        return Err(StartError::PortTaken(format!(
+                        return Poll::Failed(StartError::PortTaken(format!(
                             "{name} port {port} greeted as another server: {line:?}"
                         )));
                     }
                 }
             }
             match (&imap, &pop3) {
-                (Ok(_), Ok(_)) if self.check_master_pid().is_err() => {
-                    // Not written yet (or wrong: reported at the deadline).
-                    last = self.check_master_pid().err().unwrap_or_default();
-                }
-                (Ok(_), Ok(_)) => {
-                    let probe = self.make_user("probe", binaries);
-                    let login = Imap::login(self.imap_port, &probe.name, &probe.password)
-                        .and_then(Imap::logout)
-                        .and_then(|()| Pop3::login(self.pop3_port, &probe.name, &probe.password))
-                        .and_then(Pop3::quit);
-                    return login.map_err(|why| {
-                        StartError::Fatal(format!("probe user could not log in: {why}"))
-                    });
-                }
+                // Not written yet (or wrong: reported at the deadline).
+                (Ok(_), Ok(_)) => match self.check_master_pid() {
+                    Err(why) => Poll::NotYet(why),
+                    Ok(()) => {
+                        let probe = self.make_user("probe", binaries);
+                        let login = Imap::login(self.imap_port, &probe.name, &probe.password)
+                            .and_then(Imap::logout)
+                            .and_then(|()| {
+                                Pop3::login(self.pop3_port, &probe.name, &probe.password)
+                            })
+                            .and_then(Pop3::quit);
+                        match login {
+                            Ok(()) => Poll::Ready,
+                            Err(why) => Poll::Failed(StartError::Fatal(format!(
+                                "probe user could not log in: {why}"
+                            ))),
+                        }
+                    }
+                },
                 (Ok(_), Err(why)) | (Err(why), Ok(_)) => {
                     let since = *one_ready_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > TAKEN_AFTER {
-                        return Err(StartError::PortTaken(format!(
+                        Poll::Failed(StartError::PortTaken(format!(
                             "one port greets, the other does not: {why}"
-                        )));
+                        )))
+                    } else {
+                        Poll::NotYet(why.clone())
                     }
-                    last = why.clone();
                 }
-                (Err(why), Err(_)) => last = why.clone(),
+                (Err(why), Err(_)) => Poll::NotYet(why.clone()),
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(StartError::Fatal(format!(
-            "not ready after {READY_TIMEOUT:?}: {last}"
-        )))
+        })
     }
 
     /// The pid the master wrote is the one the watchdog guards (`setsid`
     /// did not fork).
     fn check_master_pid(&self) -> Result<(), String> {
-        let written = fs::read_to_string(self.dir.join("config/master.pid")).unwrap_or_default();
+        let written = fs::read_to_string(self.dir().join("config/master.pid")).unwrap_or_default();
         let guarded = self.master_pid();
         if written.trim().parse::<u32>().ok() == guarded {
             Ok(())
@@ -304,11 +291,6 @@ impl Cyrus {
                 written.trim()
             ))
         }
-    }
-
-    fn master_alive(&self) -> bool {
-        let guard = self.watchdog.lock().expect("watchdog lock poisoned");
-        guard.as_ref().is_some_and(Watchdog::master_alive)
     }
 
     pub fn pop3_port(&self) -> u16 {
@@ -321,7 +303,7 @@ impl Cyrus {
 
     /// The instance directory (configs, `config/`, `spool/`, `sasldb`).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.instance.dir()
     }
 
     /// The `servername` (in both greetings; also every user's SASL realm).
@@ -331,8 +313,7 @@ impl Cyrus {
 
     /// The master's pid.
     pub fn master_pid(&self) -> Option<u32> {
-        let guard = self.watchdog.lock().expect("watchdog lock poisoned");
-        guard.as_ref().map(Watchdog::master_pid)
+        self.instance.pids().first().copied()
     }
 
     /// A new user nobody else has, named `<hint>-<n>` (lower-case
@@ -352,74 +333,28 @@ impl Cyrus {
     /// Adds the user to the sasldb, without logging in.
     fn make_user(&self, hint: &str, binaries: &Binaries) -> User {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{n}", sanitize(hint));
-        let password = format!("pw-{n}-{:x}", nanos());
-        let sasldb = self.dir.join("sasldb");
+        let name = format!("{}-{n}", common::sanitize_hint(hint, '-'));
+        let password = common::fresh_password(n);
+        let sasldb = self.dir().join("sasldb");
         let _guard = self.sasldb_lock.lock().expect("sasldb lock poisoned");
-        let mut child = Command::new(&binaries.saslpasswd2)
-            .args(["-c", "-p", "-f"])
-            .arg(&sasldb)
-            .args(["-u", &self.servername, &name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", binaries.saslpasswd2));
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(password.as_bytes())
-            .expect("give saslpasswd2 the password");
-        let out = child.wait_with_output().expect("wait for saslpasswd2");
-        assert!(
-            out.status.success(),
-            "saslpasswd2 for {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        common::run_with_input(
+            Command::new(&binaries.saslpasswd2)
+                .args(["-c", "-p", "-f"])
+                .arg(&sasldb)
+                .args(["-u", &self.servername, &name]),
+            password.as_bytes(),
+            &format!("saslpasswd2 for {name}"),
+            INSTALL_HINT,
         );
-        chown(&sasldb, self.owner);
+        maildir::chown(&sasldb, self.owner);
         fs::set_permissions(&sasldb, fs::Permissions::from_mode(0o600)).expect("chmod sasldb");
         User { name, password }
-    }
-
-    /// APPENDs `messages` (CRLF-normalised) to `mailbox`, creating it if
-    /// missing, in one session. Panics with Cyrus's answer if it refuses one.
-    fn append_all(&self, user: &User, mailbox: &str, messages: &[Vec<u8>]) {
-        let mut imap = Imap::login(self.imap_port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("cyrus: login of {}: {e}", user.name));
-        let exists = imap
-            .mailbox_exists(mailbox)
-            .unwrap_or_else(|e| panic!("cyrus: LIST {mailbox:?}: {e}"));
-        if !exists {
-            imap.create(mailbox)
-                .unwrap_or_else(|e| panic!("cyrus: CREATE {mailbox:?}: {e}"));
-        }
-        for (i, message) in messages.iter().enumerate() {
-            imap.append(mailbox, &readers::crlf(message))
-                .unwrap_or_else(|e| panic!("cyrus refused message {i} for {mailbox:?}: {e}"));
-        }
-        imap.logout()
-            .unwrap_or_else(|e| panic!("cyrus: LOGOUT of {}: {e}", user.name));
     }
 
     /// Stops Cyrus and removes the instance directory. Idempotent; also
     /// done on drop.
     pub fn stop(&self) {
-        let watchdog = self.watchdog.lock().map(|mut w| w.take());
-        if let Ok(Some(watchdog)) = watchdog {
-            watchdog.stop();
-        }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("could not remove {:?}: {e}", self.dir),
-        }
-    }
-}
-
-impl Drop for Cyrus {
-    fn drop(&mut self) {
-        self.stop();
+        self.instance.stop();
     }
 }
 
@@ -449,11 +384,6 @@ impl Pop3Server for Cyrus {
         imap.logout()
             .unwrap_or_else(|e| panic!("cyrus: LOGOUT of {}: {e}", user.name));
     }
-
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
-        readers::pop3_maildrop(self.pop3_port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("cyrus: POP3 maildrop of {}: {e}", user.name))
-    }
 }
 
 impl ImapServer for Cyrus {
@@ -465,27 +395,16 @@ impl ImapServer for Cyrus {
         self.imap_port
     }
 
+    /// A user made as [`Cyrus::user`]; `store` is the default (mailboxes
+    /// in altnamespace: `Archive`, `Archive/2024`).
     fn imap_user(&self, hint: &str) -> User {
         self.user(hint)
-    }
-
-    /// CREATE if missing (altnamespace: `Archive`, `Archive/2024`), then
-    /// APPEND each message, CRLF-normalised.
-    fn store(&self, user: &User, mailbox: &str, messages: &[Vec<u8>]) {
-        self.append_all(user, mailbox, messages);
-    }
-
-    fn messages(&self, user: &User, mailbox: &str) -> Vec<Vec<u8>> {
-        readers::imap_messages(self.imap_port, &user.name, &user.password, mailbox)
-            .unwrap_or_else(|e| panic!("cyrus: IMAP messages of {} in {mailbox:?}: {e}", user.name))
     }
 }
 
 /// The binaries, or a panic naming the missing one and the install script.
 fn binaries() -> Binaries {
-    let root = std::env::var_os("MAILFERRY_TEST_SERVERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/mailferry-test-servers"));
+    let root = common::servers_root();
     let found = Binaries {
         master: Path::new(CYRUS_BIN).join("master"),
         ctl_cyrusdb: Path::new(CYRUS_BIN).join("ctl_cyrusdb"),
@@ -511,63 +430,7 @@ fn binaries() -> Binaries {
 
 /// uid and gid of the `cyrus` user that cyrus-common's package scripts make
 /// (the master drops to it).
-fn cyrus_owner() -> (u32, u32) {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 4 || fields[0] != "cyrus" {
-                return None;
-            }
-            Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
-        })
+fn cyrus_owner() -> MailOwner {
+    common::system_user("cyrus")
         .unwrap_or_else(|| panic!("cyrus not installed: no system user `cyrus`; {INSTALL_HINT}"))
-}
-
-fn chown(path: &Path, (uid, gid): (u32, u32)) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("chown {path:?} to the cyrus user: {e}"));
-}
-
-/// A 0755 directory under /tmp (the `cyrus` user must traverse it).
-fn make_instance_dir() -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("mailferry-cyrus-")
-        .tempdir_in("/tmp")
-        .expect("create the cyrus instance dir in /tmp")
-        .keep();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-        .expect("make the instance dir traversable");
-    dir
-}
-
-/// Two distinct free ports (POP3, IMAP): bound at once, then released.
-fn pick_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = |l: &std::net::TcpListener| l.local_addr().expect("bound port").port();
-    (port(&a), port(&b))
-}
-
-fn sanitize(hint: &str) -> String {
-    let cleaned: String = hint
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '-') => c,
-            _ => '-',
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "user".into()
-    } else {
-        cleaned
-    }
-}
-
-fn nanos() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
 }

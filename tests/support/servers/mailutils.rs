@@ -62,13 +62,13 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::super::watchdog::Watchdog;
-use super::readers::{self, Imap, Pop3};
+use super::common::{self, Instance, Poll, StartError, ADDRESS_IN_USE};
+use super::readers::{Imap, Pop3};
 use super::{ImapServer, Pop3Server, User};
 
 /// The virtual domain of every user: logins are `<user>@mailferry.test`.
@@ -80,8 +80,6 @@ const OPENSSL: &str = "/usr/bin/openssl";
 const ENVELOPE: &[u8] = b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n";
 /// How long an instance may take to greet on both ports and log a user in.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Start attempts, each on fresh ports.
-const START_ATTEMPTS: usize = 5;
 const INSTALL_HINT: &str = "run scripts/servers/install-cyrus-mailutils as root";
 
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -89,11 +87,10 @@ static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
 /// A running private pop3d + imap4d pair. Stopped (and its directory
 /// removed) on drop, and by the watchdogs when the test process dies.
 pub struct Mailutils {
-    dir: PathBuf,
+    /// The directory and the watchdogs of pop3d and imap4d, in that order.
+    instance: Instance,
     pop3_port: u16,
     imap_port: u16,
-    /// pop3d's and imap4d's; `None` once stopped.
-    watchdogs: Mutex<Option<[Watchdog; 2]>>,
     next_user: AtomicU64,
     /// The domain file's lines, rewritten whole per user.
     passwd: Mutex<Vec<String>>,
@@ -106,11 +103,6 @@ pub fn shared() -> &'static Mailutils {
     SHARED.get_or_init(Mailutils::start)
 }
 
-enum StartError {
-    PortTaken(String),
-    Fatal(String),
-}
-
 impl Mailutils {
     /// Starts a fresh instance; retries on fresh ports if one was taken;
     /// panics (naming what is missing or why it failed) otherwise.
@@ -121,27 +113,20 @@ impl Mailutils {
                 "mailutils not installed: {binary} is missing; {INSTALL_HINT}"
             );
         }
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match Mailutils::try_start() {
-                Ok(mailutils) => return mailutils,
-                Err(StartError::PortTaken(why)) => last_error = why,
-                Err(StartError::Fatal(why)) => panic!("mailutils did not start: {why}"),
-            }
-        }
-        panic!("mailutils did not start: a port was taken {START_ATTEMPTS} times: {last_error}");
+        common::start_with_retries("mailutils", Mailutils::try_start)
     }
 
     fn try_start() -> Result<Mailutils, StartError> {
         let seq = INSTANCE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = make_instance_dir(seq);
-        let (pop3_port, imap_port) = pick_ports();
+        let dir = common::instance_dir(&format!("mailutils-{seq}"));
+        let ports = common::free_ports(2);
+        let (pop3_port, imap_port) = (ports[0], ports[1]);
         for sub in ["domains", "home"] {
             fs::create_dir(dir.join(sub)).unwrap_or_else(|e| panic!("create {sub}/: {e}"));
         }
         fs::write(dir.join("domains").join(DOMAIN), "").expect("write the domain file");
         let d = dir.display();
-        let mut watchdogs = Vec::new();
+        let instance = Instance::new(dir.clone());
         for (name, binary, port) in [("pop3d", POP3D, pop3_port), ("imap4d", IMAP4D, imap_port)] {
             let config = dir.join(format!("{name}.conf"));
             fs::write(
@@ -172,67 +157,51 @@ impl Mailutils {
             fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
                 .unwrap_or_else(|e| panic!("chmod run-{name}: {e}"));
             let stderr = dir.join(format!("{name}.stderr"));
-            watchdogs.push(Watchdog::start(&wrapper, &config, &dir, &stderr));
+            instance.guard(Watchdog::start(&wrapper, &config, &dir, &stderr));
         }
-        let imap4d = watchdogs.pop().expect("two watchdogs");
-        let pop3d = watchdogs.pop().expect("two watchdogs");
         let mailutils = Mailutils {
-            dir,
+            instance,
             pop3_port,
             imap_port,
-            watchdogs: Mutex::new(Some([pop3d, imap4d])),
             next_user: AtomicU64::new(0),
             passwd: Mutex::new(Vec::new()),
         };
-        match mailutils.wait_ready() {
-            Ok(()) => Ok(mailutils),
-            Err(why) => {
-                let log = mailutils.log();
-                drop(mailutils);
-                let why = format!("{why}\n--- mailutils log ---\n{log}");
-                if log.contains("Address already in use") {
-                    Err(StartError::PortTaken(why))
-                } else {
-                    Err(StartError::Fatal(why))
-                }
-            }
-        }
+        let ready = mailutils.wait_ready();
+        common::started_or_stopped(mailutils, ready, |mailutils, why| {
+            format!("{why}\n--- mailutils log ---\n{}", mailutils.log())
+        })
     }
 
     /// Waits until both ports greet and a probe user can log in over both.
     fn wait_ready(&self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("not tried");
-        while Instant::now() < deadline {
-            if !self.daemons_alive() {
-                return Err(format!(
+        common::wait_ready(READY_TIMEOUT, Duration::from_millis(20), |last| {
+            if !self.instance.alive() {
+                return Poll::Failed(format!(
                     "a daemon exited during start-up (last probe: {last})"
                 ));
             }
-            if self.log().contains("Address already in use") {
-                return Err("a port was taken".into());
+            if self.log().contains(ADDRESS_IN_USE) {
+                return Poll::Failed("a port was taken".into());
             }
             let greeted = Imap::connect(self.imap_port)
                 .map(|_| ())
                 .and_then(|()| Pop3::connect(self.pop3_port).map(|_| ()));
-            match greeted {
-                Ok(()) if self.check_pids().is_err() => {
-                    // Not written yet (or wrong: reported at the deadline).
-                    last = self.check_pids().err().unwrap_or_default();
-                }
+            match greeted.and_then(|()| self.check_pids()) {
+                // A pidfile not written yet (or wrong: reported at the deadline).
+                Err(why) => Poll::NotYet(why),
                 Ok(()) => {
                     let probe = self.user("probe");
-                    return Imap::login(self.imap_port, &probe.name, &probe.password)
+                    let login = Imap::login(self.imap_port, &probe.name, &probe.password)
                         .and_then(Imap::logout)
                         .and_then(|()| Pop3::login(self.pop3_port, &probe.name, &probe.password))
-                        .and_then(Pop3::quit)
-                        .map_err(|why| format!("probe user could not log in: {why}"));
+                        .and_then(Pop3::quit);
+                    match login {
+                        Ok(()) => Poll::Ready,
+                        Err(why) => Poll::Failed(format!("probe user could not log in: {why}")),
+                    }
                 }
-                Err(why) => last = why,
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("not ready after {READY_TIMEOUT:?}: {last}"))
+        })
     }
 
     /// The pids the daemons wrote are the ones the watchdogs guard.
@@ -240,7 +209,7 @@ impl Mailutils {
         let written: Vec<Option<u32>> = ["pop3d", "imap4d"]
             .iter()
             .map(|name| {
-                fs::read_to_string(self.dir.join(format!("{name}.pid")))
+                fs::read_to_string(self.dir().join(format!("{name}.pid")))
                     .ok()
                     .and_then(|pid| pid.trim().parse().ok())
             })
@@ -255,20 +224,9 @@ impl Mailutils {
         }
     }
 
-    fn daemons_alive(&self) -> bool {
-        let guard = self.watchdogs.lock().expect("watchdog lock poisoned");
-        guard
-            .as_ref()
-            .is_some_and(|w| w.iter().all(Watchdog::master_alive))
-    }
-
     /// The pids of pop3d and imap4d (empty once stopped).
     pub fn pids(&self) -> Vec<u32> {
-        let guard = self.watchdogs.lock().expect("watchdog lock poisoned");
-        guard
-            .as_ref()
-            .map(|w| w.iter().map(Watchdog::master_pid).collect())
-            .unwrap_or_default()
+        self.instance.pids()
     }
 
     pub fn pop3_port(&self) -> u16 {
@@ -281,7 +239,7 @@ impl Mailutils {
 
     /// The instance directory (configs, `domains/`, `home/`, logs).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.instance.dir()
     }
 
     /// Both daemons' stderr (their log: `syslog no`).
@@ -289,8 +247,8 @@ impl Mailutils {
         ["pop3d", "imap4d"]
             .iter()
             .map(|name| {
-                let text =
-                    fs::read_to_string(self.dir.join(format!("{name}.stderr"))).unwrap_or_default();
+                let text = fs::read_to_string(self.dir().join(format!("{name}.stderr")))
+                    .unwrap_or_default();
                 format!("[{name}]\n{text}")
             })
             .collect::<Vec<_>>()
@@ -302,8 +260,8 @@ impl Mailutils {
     /// at once (the domain file is read at every login).
     pub fn user(&self, hint: &str) -> User {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
-        let local = format!("{}-{n}", sanitize(hint));
-        let password = format!("pw-{n}-{:x}", nanos());
+        let local = format!("{}-{n}", common::sanitize_hint(hint, '-'));
+        let password = common::fresh_password(n);
         let home = self.home(&local);
         fs::create_dir(&home).unwrap_or_else(|e| panic!("create {home:?}: {e}"));
         let inbox = home.join("INBOX");
@@ -312,12 +270,12 @@ impl Mailutils {
             .unwrap_or_else(|e| panic!("chmod {inbox:?}: {e}"));
         let line = format!(
             "{local}:{}:0:0:x:{}:/bin/false",
-            crypt(&password),
+            common::sha512_crypt(OPENSSL, &password, None, INSTALL_HINT),
             home.display()
         );
         let mut lines = self.passwd.lock().expect("passwd lock poisoned");
         lines.push(line);
-        let domains = self.dir.join("domains");
+        let domains = self.dir().join("domains");
         let tmp = domains.join(format!(".{DOMAIN}.tmp"));
         fs::write(&tmp, lines.join("\n") + "\n").expect("write the domain file");
         fs::rename(&tmp, domains.join(DOMAIN)).expect("move the domain file into place");
@@ -329,7 +287,7 @@ impl Mailutils {
 
     /// The home directory of a user's local part.
     fn home(&self, local: &str) -> PathBuf {
-        self.dir.join("home").join(local)
+        self.dir().join("home").join(local)
     }
 
     /// The mbox file of `user`'s INBOX.
@@ -344,23 +302,7 @@ impl Mailutils {
     /// Stops both daemons and removes the instance directory. Idempotent;
     /// also done on drop.
     pub fn stop(&self) {
-        let watchdogs = self.watchdogs.lock().map(|mut w| w.take());
-        if let Ok(Some(watchdogs)) = watchdogs {
-            for watchdog in watchdogs {
-                watchdog.stop();
-            }
-        }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("could not remove {:?}: {e}", self.dir),
-        }
-    }
-}
-
-impl Drop for Mailutils {
-    fn drop(&mut self) {
-        self.stop();
+        self.instance.stop();
     }
 }
 
@@ -392,11 +334,6 @@ impl Pop3Server for Mailutils {
         file.write_all(&mbox)
             .unwrap_or_else(|e| panic!("append to {path:?}: {e}"));
     }
-
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
-        readers::pop3_maildrop(self.pop3_port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("mailutils: POP3 maildrop of {}: {e}", user.name))
-    }
 }
 
 impl ImapServer for Mailutils {
@@ -408,40 +345,11 @@ impl ImapServer for Mailutils {
         self.imap_port
     }
 
+    /// A user made as [`Mailutils::user`]. `store` is the default, which
+    /// never SELECTs (see the module doc); imap4d refuses a message without
+    /// `From:`.
     fn imap_user(&self, hint: &str) -> User {
         self.user(hint)
-    }
-
-    /// CREATE if missing, then APPEND each message (CRLF-normalised) without
-    /// SELECT. Panics with imap4d's answer if it refuses one (a message
-    /// without `From:`).
-    fn store(&self, user: &User, mailbox: &str, messages: &[Vec<u8>]) {
-        let mut imap = Imap::login(self.imap_port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("mailutils: login of {}: {e}", user.name));
-        let exists = imap
-            .mailbox_exists(mailbox)
-            .unwrap_or_else(|e| panic!("mailutils: LIST {mailbox:?}: {e}"));
-        if !exists {
-            imap.create(mailbox)
-                .unwrap_or_else(|e| panic!("mailutils: CREATE {mailbox:?}: {e}"));
-        }
-        for (i, message) in messages.iter().enumerate() {
-            imap.append(mailbox, &readers::crlf(message))
-                .unwrap_or_else(|e| panic!("mailutils refused message {i} for {mailbox:?}: {e}"));
-        }
-        imap.logout()
-            .unwrap_or_else(|e| panic!("mailutils: LOGOUT of {}: {e}", user.name));
-    }
-
-    fn messages(&self, user: &User, mailbox: &str) -> Vec<Vec<u8>> {
-        readers::imap_messages(self.imap_port, &user.name, &user.password, mailbox).unwrap_or_else(
-            |e| {
-                panic!(
-                    "mailutils: IMAP messages of {} in {mailbox:?}: {e}",
-                    user.name
-                )
-            },
-        )
     }
 }
 
@@ -464,74 +372,4 @@ pub fn mbox_entry(message: &[u8]) -> Vec<u8> {
     }
     out.push(b'\n');
     out
-}
-
-/// A SHA-512 crypt hash (`openssl passwd -6`), what the domain file holds.
-fn crypt(password: &str) -> String {
-    let mut child = Command::new(OPENSSL)
-        .args(["passwd", "-6", "-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {OPENSSL}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("give openssl the password");
-    let out = child.wait_with_output().expect("wait for openssl passwd");
-    assert!(
-        out.status.success(),
-        "openssl passwd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        hash.starts_with("$6$"),
-        "openssl passwd -6 printed {hash:?}"
-    );
-    hash
-}
-
-fn make_instance_dir(seq: u64) -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("mailferry-mailutils-{seq}-"))
-        .tempdir_in("/tmp")
-        .expect("create the mailutils instance dir in /tmp")
-        .keep();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-        .expect("make the instance dir traversable");
-    dir
-}
-
-/// Two distinct free ports (POP3, IMAP): bound at once, then released.
-fn pick_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = |l: &std::net::TcpListener| l.local_addr().expect("bound port").port();
-    (port(&a), port(&b))
-}
-
-fn sanitize(hint: &str) -> String {
-    let cleaned: String = hint
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '-') => c,
-            _ => '-',
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "user".into()
-    } else {
-        cleaned
-    }
-}
-
-fn nanos() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
 }

@@ -13,11 +13,14 @@
 //! `allow_plaintext = true`.
 
 pub mod changes;
+pub(super) mod common;
 pub mod courier;
 pub mod cyrus;
+mod jail;
 pub mod mailutils;
 pub mod popa3d;
 pub mod readers;
+pub mod smoke;
 
 pub use super::dovecot::User;
 
@@ -34,8 +37,12 @@ pub trait Pop3Server: Send + Sync {
     fn load(&self, user: &User, messages: &[Vec<u8>]);
     /// What the maildrop holds now, in POP3 order, each message as RETR
     /// serves it (dot-unstuffed, CRLF line ends). Read with a minimal
-    /// POP3 client of the tests' own (not mailferry's).
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>>;
+    /// POP3 client of the tests' own (not mailferry's), which does not send
+    /// `UTF8`: RETR 1..n in one session.
+    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
+        readers::pop3_maildrop(self.pop3_port(), &user.name, &user.password)
+            .unwrap_or_else(|e| panic!("{}: POP3 maildrop of {}: {e}", self.name(), user.name))
+    }
 }
 
 /// An IMAP server holding test users' mailboxes.
@@ -46,12 +53,41 @@ pub trait ImapServer: Send + Sync {
     /// A fresh user whose INBOX exists (or is made at first login).
     fn imap_user(&self, hint: &str) -> User;
     /// Stores `messages` in `mailbox` (created if missing), as another tool
-    /// would, in order.
-    fn store(&self, user: &User, mailbox: &str, messages: &[Vec<u8>]);
+    /// would, in order. By default over IMAP, in one session: `CREATE` if
+    /// `LIST` does not show it, then `APPEND` of each message
+    /// (CRLF-normalised), without `SELECT`; panics with the server's answer
+    /// if it refuses one.
+    fn store(&self, user: &User, mailbox: &str, messages: &[Vec<u8>]) {
+        let server = self.name();
+        let mut imap = readers::Imap::login(self.imap_port(), &user.name, &user.password)
+            .unwrap_or_else(|e| panic!("{server}: login of {}: {e}", user.name));
+        let exists = imap
+            .mailbox_exists(mailbox)
+            .unwrap_or_else(|e| panic!("{server}: LIST {mailbox:?}: {e}"));
+        if !exists {
+            imap.create(mailbox)
+                .unwrap_or_else(|e| panic!("{server}: CREATE {mailbox:?}: {e}"));
+        }
+        for (i, message) in messages.iter().enumerate() {
+            imap.append(mailbox, &readers::crlf(message))
+                .unwrap_or_else(|e| panic!("{server} refused message {i} for {mailbox:?}: {e}"));
+        }
+        imap.logout()
+            .unwrap_or_else(|e| panic!("{server}: LOGOUT of {}: {e}", user.name));
+    }
     /// Every message in `mailbox`, in UID order, as stored: read with a
     /// minimal IMAP client of the tests' own, `UID FETCH 1:* BODY.PEEK[]`
     /// (the unaltered bytes, CRLF line ends), each in a fresh session.
-    fn messages(&self, user: &User, mailbox: &str) -> Vec<Vec<u8>>;
+    fn messages(&self, user: &User, mailbox: &str) -> Vec<Vec<u8>> {
+        readers::imap_messages(self.imap_port(), &user.name, &user.password, mailbox)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: IMAP messages of {} in {mailbox:?}: {e}",
+                    self.name(),
+                    user.name
+                )
+            })
+    }
 }
 
 /// Dovecot as one server of the matrix, through the same two interfaces.
@@ -70,11 +106,6 @@ impl Pop3Server for super::dovecot::Dovecot {
 
     fn load(&self, user: &User, messages: &[Vec<u8>]) {
         super::dovecot::Dovecot::load(self, user, "INBOX", messages);
-    }
-
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
-        readers::pop3_maildrop(Pop3Server::pop3_port(self), &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("dovecot: POP3 maildrop of {}: {e}", user.name))
     }
 }
 

@@ -48,19 +48,17 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::courier::jail::{self, Jail};
+use super::common::{self, Instance, Poll, StartError};
+use super::jail;
 use super::readers;
 use super::{Pop3Server, User};
 
 /// How long an instance may take to greet and log a user in.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Start attempts, each on a fresh port.
-const START_ATTEMPTS: usize = 5;
 /// First uid (and gid) handed out in the copied /etc.
 const FIRST_ID: u32 = 60_100;
 /// The envelope line `load` writes before each message.
@@ -89,10 +87,10 @@ pub fn shared() -> &'static Popa3d {
 /// A running private popa3d. Stopped, and its directory removed, on drop
 /// and by its watchdog.
 pub struct Popa3d {
-    dir: PathBuf,
+    /// The directory and the namespace's watchdog.
+    instance: Instance,
     port: u16,
     mail_gid: u32,
-    jail: Mutex<Option<Jail>>,
     /// The next uid to try; the lock also serialises edits of the copied
     /// passwd, group and shadow files.
     next_id: Mutex<u32>,
@@ -100,30 +98,17 @@ pub struct Popa3d {
     started_in: Duration,
 }
 
-enum StartError {
-    PortTaken(String),
-    Fatal(String),
-}
-
 impl Popa3d {
     /// Starts a fresh instance; retries on a fresh port if it was taken;
     /// panics (with the log tail) if it is not ready in time.
     pub fn start() -> Popa3d {
         let tree = jail::tree("popa3d", TREE_FILES);
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match Popa3d::try_start(&tree) {
-                Ok(popa3d) => return popa3d,
-                Err(StartError::PortTaken(log)) => last = log,
-                Err(StartError::Fatal(why)) => panic!("popa3d did not start: {why}"),
-            }
-        }
-        panic!("popa3d did not start: its port was taken {START_ATTEMPTS} times:\n{last}");
+        common::start_with_retries("popa3d", || Popa3d::try_start(&tree))
     }
 
     fn try_start(tree: &Path) -> Result<Popa3d, StartError> {
         let began = Instant::now();
-        let dir = jail::instance_dir("popa3d");
+        let dir = common::instance_dir("popa3d");
         jail::copy_etc(&dir);
         fs::copy(tree.join("etc/pam.d/popa3d"), dir.join("etc/pam.d/popa3d"))
             .expect("copy the package's /etc/pam.d/popa3d");
@@ -138,12 +123,11 @@ impl Popa3d {
         let script = dir.join("start.sh");
         fs::write(&script, START_SCRIPT).expect("write start.sh");
 
-        let port = jail::free_ports(1)[0];
-        let mut popa3d = Popa3d {
-            dir: dir.clone(),
+        let port = common::free_ports(1)[0];
+        let popa3d = Popa3d {
+            instance: Instance::new(dir.clone()),
             port,
             mail_gid,
-            jail: Mutex::new(None),
             next_id: Mutex::new(FIRST_ID),
             next_user: AtomicU64::new(0),
             started_in: Duration::ZERO,
@@ -155,46 +139,31 @@ impl Popa3d {
             tree.display().to_string(),
             port.to_string(),
         ];
-        let started = Jail::start(&dir, &script, &args, &popa3d.log_path());
-        *popa3d.jail.lock().expect("jail lock") = Some(started);
-        match popa3d.wait_ready(&probe_user) {
-            Ok(()) => {
-                popa3d.started_in = began.elapsed();
-                Ok(popa3d)
-            }
-            Err(why) => {
-                let log = format!("{why}\n--- popa3d log (tail) ---\n{}", popa3d.log_tail(40));
-                drop(popa3d);
-                if log.contains("Address already in use") {
-                    Err(StartError::PortTaken(log))
-                } else {
-                    Err(StartError::Fatal(log))
-                }
-            }
-        }
+        popa3d
+            .instance
+            .guard(jail::start(&dir, &script, &args, &popa3d.log_path()));
+        let ready = popa3d.wait_ready(&probe_user);
+        let started = common::started_or_stopped(popa3d, ready, |popa3d, why| {
+            format!("{why}\n--- popa3d log (tail) ---\n{}", popa3d.log_tail(40))
+        });
+        started.map(|mut popa3d| {
+            popa3d.started_in = began.elapsed();
+            popa3d
+        })
     }
 
     fn wait_ready(&self, user: &User) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("not tried");
-        while Instant::now() < deadline {
-            if !self.alive() {
-                return Err("the popa3d namespace exited during start-up".into());
+        common::wait_ready(READY_TIMEOUT, Duration::from_millis(20), |_| {
+            if !self.instance.alive() {
+                return Poll::Failed("the popa3d namespace exited during start-up".into());
             }
             match readers::Pop3::login(self.port, &user.name, &user.password)
                 .and_then(readers::Pop3::quit)
             {
-                Ok(()) => return Ok(()),
-                Err(why) => last = why,
+                Ok(()) => Poll::Ready,
+                Err(why) => Poll::NotYet(why),
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("not ready after {READY_TIMEOUT:?}: {last}"))
-    }
-
-    fn alive(&self) -> bool {
-        let guard = self.jail.lock().expect("jail lock poisoned");
-        guard.as_ref().is_some_and(Jail::alive)
+        })
     }
 
     /// How long [`Popa3d::start`] took for this instance.
@@ -204,23 +173,23 @@ impl Popa3d {
 
     /// The instance directory (copied /etc, mail/, lib/, log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.instance.dir()
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.join("popa3d.log")
+        self.dir().join("popa3d.log")
     }
 
     /// The last `lines` lines of the log (socat's errors; popa3d itself
     /// logs only to syslog, which is absent here, so a refused login leaves
     /// no trace).
     pub fn log_tail(&self, lines: usize) -> String {
-        jail::log_tail(&self.log_path(), lines)
+        common::log_tail(&self.log_path(), lines)
     }
 
     /// The maildrop file of a user (`/var/mail/<name>` in the namespace).
     pub fn mbox(&self, user: &User) -> PathBuf {
-        self.dir.join("mail").join(&user.name)
+        self.dir().join("mail").join(&user.name)
     }
 
     /// The system user `popa3d` popa3d drops to before authentication.
@@ -239,9 +208,9 @@ impl Popa3d {
     /// once.
     pub fn user(&self, hint: &str) -> User {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
-        let hint: String = jail::sanitize_hint(hint).chars().take(20).collect();
+        let hint: String = common::sanitize_hint(hint, '_').chars().take(20).collect();
         let name = format!("{hint}-{n}");
-        let password = jail::fresh_password(n);
+        let password = common::fresh_password(n);
         let hash = crypt_sha512(&password, n);
         let mut next = self.next_id.lock().expect("id lock poisoned");
         let uid = self.free_id(&mut next);
@@ -269,8 +238,8 @@ impl Popa3d {
     /// The next id at or after `*next` that the copied passwd and group do
     /// not use.
     fn free_id(&self, next: &mut u32) -> u32 {
-        let passwd = fs::read_to_string(self.dir.join("etc/passwd")).expect("read etc/passwd");
-        let group = fs::read_to_string(self.dir.join("etc/group")).expect("read etc/group");
+        let passwd = fs::read_to_string(self.dir().join("etc/passwd")).expect("read etc/passwd");
+        let group = fs::read_to_string(self.dir().join("etc/group")).expect("read etc/group");
         let used = |text: &str, id: u32| {
             text.lines()
                 .any(|line| line.split(':').nth(2) == Some(id.to_string().as_str()))
@@ -289,7 +258,7 @@ impl Popa3d {
     /// file replaced whole by a rename (the namespace sees the directory,
     /// so it sees the new file at once).
     fn append_account(&self, passwd: &str, group: Option<&str>, shadow: &str) {
-        let etc = self.dir.join("etc");
+        let etc = self.dir().join("etc");
         let mut edits = vec![("passwd", passwd, 0o644), ("shadow", shadow, 0o640)];
         if let Some(group) = group {
             edits.push(("group", group, 0o644));
@@ -332,21 +301,7 @@ impl Popa3d {
     /// Stops popa3d and removes the instance directory. Idempotent; also
     /// done on drop.
     pub fn stop(&self) {
-        let jail = self.jail.lock().map(|mut j| j.take());
-        if let Ok(Some(jail)) = jail {
-            jail.stop();
-        }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("could not remove {:?}: {e}", self.dir),
-        }
-    }
-}
-
-impl Drop for Popa3d {
-    fn drop(&mut self) {
-        self.stop();
+        self.instance.stop();
     }
 }
 
@@ -378,11 +333,6 @@ impl Pop3Server for Popa3d {
             .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
         file.write_all(&bytes)
             .unwrap_or_else(|e| panic!("append to {path:?}: {e}"));
-    }
-
-    fn maildrop(&self, user: &User) -> Vec<Vec<u8>> {
-        readers::pop3_maildrop(self.port, &user.name, &user.password)
-            .unwrap_or_else(|e| panic!("popa3d maildrop of {}: {e}", user.name))
     }
 }
 
@@ -421,34 +371,11 @@ fn group_id(group: &Path, name: &str) -> Option<u32> {
     })
 }
 
-/// A SHA-512 crypt(3) hash (`$6$...`) by `openssl passwd -6`, as pam_unix
-/// checks it.
+/// A SHA-512 crypt(3) hash (`$6$...`) by `openssl passwd -6`, salted by
+/// user number and process, as pam_unix checks it.
 fn crypt_sha512(password: &str, n: u64) -> String {
     let salt = format!("mf{n:x}{:x}", std::process::id());
     let salt: String = salt.chars().take(16).collect();
-    let mut child = Command::new("openssl")
-        .args(["passwd", "-6", "-salt", &salt, "-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run openssl passwd ({e}): run {}", jail::INSTALL_SCRIPT));
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("feed openssl passwd");
-    let out = child.wait_with_output().expect("wait for openssl passwd");
-    assert!(
-        out.status.success(),
-        "openssl passwd: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        hash.starts_with("$6$"),
-        "openssl passwd -6 printed {hash:?}"
-    );
-    hash
+    let install = format!("run {}", jail::INSTALL_SCRIPT);
+    common::sha512_crypt("openssl", password, Some(&salt), &install)
 }
