@@ -80,9 +80,9 @@ const RETIRE: &str = "
     WHERE source = ?1 AND uidl IN (SELECT value FROM json_each(?2)) AND retired_ms IS NULL";
 
 const SOURCE_HASHES: &str = "
-    SELECT s.uidl, s.hash FROM json_each(?2) AS j
+    SELECT s.uidl, s.hash, s.hash_version = ?3 FROM json_each(?2) AS j
     CROSS JOIN source_message AS s ON s.source = ?1 AND s.uidl = j.value
-    WHERE s.hash IS NOT NULL AND s.hash_version = ?3";
+    WHERE s.hash IS NOT NULL";
 
 /// `?3` is a JSON array of `[target, mailbox]` pairs: the message must be
 /// copied or duplicate on every one of them.
@@ -314,27 +314,28 @@ impl Ledger {
         tx.commit().ctx(path, "retire UIDLs")
     }
 
-    /// The identity recorded (at the current hash version) for each of
-    /// these keys that has one.
+    /// The identity recorded for each of these keys that has one, and
+    /// whether it was computed at the current [`HASH_VERSION`] (a record of
+    /// an older version may differ for the same message).
     pub fn source_hashes<S: AsRef<str>>(
         &self,
         source: &str,
         uidls: &[S],
-    ) -> Result<HashMap<String, Hash>> {
+    ) -> Result<HashMap<String, (Hash, bool)>> {
         let path = &self.path;
         let mut stmt = self
             .conn
             .prepare_cached(SOURCE_HASHES)
             .ctx(path, "look up source hashes")?;
-        let rows: Vec<(String, Vec<u8>)> = stmt
+        let rows: Vec<(String, Vec<u8>, bool)> = stmt
             .query_map(params![source, json_strings(uidls), HASH_VERSION], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .ctx(path, "look up source hashes")?
             .collect::<rusqlite::Result<_>>()
             .ctx(path, "look up source hashes")?;
         rows.into_iter()
-            .map(|(uidl, hash)| Ok((uidl, hash_from_blob(path, &hash)?)))
+            .map(|(uidl, hash, current)| Ok((uidl, (hash_from_blob(path, &hash)?, current))))
             .collect()
     }
 

@@ -380,12 +380,15 @@ async fn same_content<S: MailSource>(
             };
             let crlf = message::to_crlf(&raw);
             match recorded.get(key) {
-                Some(h)
+                Some((h, _))
                     if *h == message::identity(&crlf) || *h == dedup_key(plan.identity, &crlf) =>
                 {
                     same.insert(msgno);
                 }
-                Some(_) => other.push(key),
+                // Recorded by an older identity (before HASH_VERSION 2): it
+                // may be this message all the same; kept, not retired.
+                Some((_, false)) => {}
+                Some((_, true)) => other.push(key),
                 None => {}
             }
         }
