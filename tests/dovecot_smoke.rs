@@ -2,13 +2,13 @@
 
 mod support;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::deadline::within;
 use support::dovecot::{self, Dovecot, User};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
@@ -16,15 +16,6 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-/// Per-test deadline: a hang fails the test instead of stalling CI.
-const TEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn within_deadline<F: Future<Output = ()>>(body: F) {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .expect("test exceeded its deadline");
-}
 
 /// A line-oriented protocol connection, enough for a few raw commands.
 struct Wire<S> {
@@ -165,7 +156,7 @@ fn as_served(message: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn pop3_plain_login_and_stat_sees_loaded_messages() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("pop3-stat");
         let messages = sample_messages("stat");
@@ -187,7 +178,7 @@ async fn pop3_plain_login_and_stat_sees_loaded_messages() {
 
 #[tokio::test]
 async fn pop3_list_uses_w_sizes_and_retr_serves_crlf() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("pop3-retr");
         let messages = sample_messages("retr");
@@ -220,7 +211,7 @@ async fn pop3_list_uses_w_sizes_and_retr_serves_crlf() {
 
 #[tokio::test]
 async fn plain_ports_offer_stls_and_starttls() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let mut pop3 = plain(dovecot.pop3_port()).await;
         pop3.line().await;
@@ -254,7 +245,7 @@ async fn upgrade(
 
 #[tokio::test]
 async fn stls_and_starttls_upgrade_and_log_in() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("upgrade");
         dovecot.load(&user, "INBOX", &sample_messages("upgrade"));
@@ -295,7 +286,7 @@ async fn stls_and_starttls_upgrade_and_log_in() {
 
 #[tokio::test]
 async fn pop3s_login_trusting_only_the_test_ca() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("pop3s");
         dovecot.load(&user, "INBOX", &sample_messages("pop3s"));
@@ -310,7 +301,7 @@ async fn pop3s_login_trusting_only_the_test_ca() {
 
 #[tokio::test]
 async fn pop3s_without_the_test_ca_fails_with_a_certificate_error() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let no_roots = support::certs::client_config_with_roots(rustls::RootCertStore::empty());
         let other_ca = support::certs::TestCa::new("other").client_config();
@@ -333,7 +324,7 @@ async fn pop3s_without_the_test_ca_fails_with_a_certificate_error() {
 
 #[tokio::test]
 async fn imaps_login_and_select_inbox_shows_the_loaded_count() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imaps");
         dovecot.load(&user, "INBOX", &sample_messages("imaps"));
@@ -352,7 +343,7 @@ async fn imaps_login_and_select_inbox_shows_the_loaded_count() {
 
 #[tokio::test]
 async fn wrong_password_is_refused_and_does_not_slow_later_logins() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("wrong-pw");
         let wrong = User {
@@ -385,7 +376,7 @@ async fn wrong_password_is_refused_and_does_not_slow_later_logins() {
 
 #[tokio::test]
 async fn users_made_after_start_log_in_at_once() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         // Back to back, many per second: a single shared passwd-file would
         // miss users added in the second of its last re-read.
@@ -406,7 +397,7 @@ async fn users_made_after_start_log_in_at_once() {
 
 #[tokio::test]
 async fn load_then_messages_returns_the_same_bytes() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("roundtrip");
         let first = sample_messages("rt-a");
@@ -445,7 +436,7 @@ async fn load_then_messages_returns_the_same_bytes() {
 
 #[tokio::test]
 async fn imap_append_lands_on_disk_as_sent() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("append");
         dovecot.load(&user, "INBOX", &sample_messages("append")[..1]);
@@ -478,7 +469,7 @@ async fn imap_append_lands_on_disk_as_sent() {
 
 #[tokio::test]
 async fn two_users_do_not_see_each_others_mail() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let alice = dovecot.user("alice");
         let bob = dovecot.user("bob");
@@ -503,7 +494,7 @@ async fn two_users_do_not_see_each_others_mail() {
 
 #[tokio::test]
 async fn stop_leaves_no_process_and_no_directory() {
-    within_deadline(async {
+    within(async {
         let started = Instant::now();
         let dovecot = Dovecot::start();
         eprintln!("a fresh instance was ready in {:?}", started.elapsed());

@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,18 +14,10 @@ use mailferry::message::MailDate;
 use mailferry::net::NetError;
 use mailferry::retry::ErrorClass;
 use mailferry::secret::Secret;
+use support::deadline::within;
 use support::dovecot::{self, Dovecot, User};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-
-/// Per-test deadline: a hang fails the test instead of stalling CI.
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn within_deadline<F: Future<Output = ()>>(body: F) {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .expect("test exceeded its deadline");
-}
 
 fn dovecot_account(dovecot: &Dovecot, user: &User, security: Security) -> Account {
     let port = match security {
@@ -61,7 +52,7 @@ fn message(n: usize, unix: i64) -> Vec<u8> {
 
 #[tokio::test]
 async fn logs_in_over_tls_starttls_and_plain() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imap-login");
         for security in [Security::Tls, Security::Starttls, Security::Plain] {
@@ -90,7 +81,7 @@ async fn logs_in_over_tls_starttls_and_plain() {
 
 #[tokio::test]
 async fn wrong_password_is_an_auth_error_naming_the_account() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imap-wrong");
         let mut account = dovecot_account(dovecot, &user, Security::Tls);
@@ -105,7 +96,7 @@ async fn wrong_password_is_an_auth_error_naming_the_account() {
 
 #[tokio::test]
 async fn creates_nested_non_ascii_mailboxes() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imap-create");
         let account = dovecot_account(dovecot, &user, Security::Tls);
@@ -230,7 +221,7 @@ async fn append_and_verify(mode: AppendMode, count: usize) {
 /// line per message, in windows of UIDs, and bodies in chunks by size.
 #[tokio::test]
 async fn sizes_of_a_mailbox_of_14000_messages_in_windows() {
-    within_deadline(async {
+    within(async {
         let dovecot = dovecot::shared();
         let user = dovecot.user("imap-14k");
         let raws: Vec<Vec<u8>> = (0..14_000)
@@ -293,12 +284,12 @@ async fn sizes_of_a_mailbox_of_14000_messages_in_windows() {
 
 #[tokio::test]
 async fn appends_500_pipelined_and_reads_them_back_identical() {
-    within_deadline(append_and_verify(AppendMode::Pipelined, 500)).await;
+    within(append_and_verify(AppendMode::Pipelined, 500)).await;
 }
 
 #[tokio::test]
 async fn appends_with_multiappend_and_one_at_a_time() {
-    within_deadline(async {
+    within(async {
         append_and_verify(AppendMode::MultiAppend, 250).await;
         append_and_verify(AppendMode::OneAtATime, 20).await;
         append_and_verify(AppendMode::Auto, 20).await;
@@ -454,7 +445,7 @@ async fn session(fake: &Fake) -> ImapSession {
 
 #[tokio::test]
 async fn plaintext_login_refused_before_the_password_is_sent() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(GREETING, false, after_login("LITERAL+", |_, _| vec![])).await;
         let mut account = fake.account();
         account.allow_plaintext = false;
@@ -470,7 +461,7 @@ async fn plaintext_login_refused_before_the_password_is_sent() {
 
 #[tokio::test]
 async fn starttls_not_offered_is_refused_not_downgraded() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(GREETING, false, after_login("", |_, _| vec![])).await;
         let mut account = fake.account();
         account.security = Security::Starttls;
@@ -492,7 +483,7 @@ async fn starttls_not_offered_is_refused_not_downgraded() {
 
 #[tokio::test]
 async fn greeting_bye_is_transient() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             "* BYE Too many connections\r\n",
             false,
@@ -510,7 +501,7 @@ async fn greeting_bye_is_transient() {
 
 #[tokio::test]
 async fn xoauth2_error_challenge_is_answered_and_becomes_an_auth_error() {
-    within_deadline(async {
+    within(async {
         let handler: Handler = Arc::new(|tag: &str, text: &str| {
             if text.starts_with("AUTHENTICATE XOAUTH2 ") {
                 vec![send(
@@ -549,7 +540,7 @@ async fn xoauth2_error_challenge_is_answered_and_becomes_an_auth_error() {
 
 #[tokio::test]
 async fn untagged_garbage_is_a_desync_and_poisons_the_session() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -569,7 +560,7 @@ async fn untagged_garbage_is_a_desync_and_poisons_the_session() {
 
 #[tokio::test]
 async fn unknown_tag_is_a_desync() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -586,7 +577,7 @@ async fn unknown_tag_is_a_desync() {
 
 #[tokio::test]
 async fn literal_longer_than_the_data_then_close() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -609,7 +600,7 @@ async fn literal_longer_than_the_data_then_close() {
 
 #[tokio::test]
 async fn huge_literal_is_refused_without_allocating() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -630,7 +621,7 @@ async fn huge_literal_is_refused_without_allocating() {
 
 #[tokio::test]
 async fn endless_line_is_bounded() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -649,7 +640,7 @@ async fn endless_line_is_bounded() {
 
 #[tokio::test]
 async fn a_stalled_server_times_out() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(GREETING, false, after_login("", |_, _| vec![Act::Stall])).await;
         let mut imap = session(&fake).await;
         let err = imap.noop().await.expect_err("timeout");
@@ -664,7 +655,7 @@ async fn a_stalled_server_times_out() {
 
 #[tokio::test]
 async fn refused_message_is_reported_and_the_others_go_through() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -718,7 +709,7 @@ async fn refused_message_is_reported_and_the_others_go_through() {
 /// cut off as "not sent", and their copies were appended again later).
 #[tokio::test]
 async fn a_later_multiappend_stays_answered_when_an_earlier_ones_retry_stops() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -764,7 +755,7 @@ async fn a_later_multiappend_stays_answered_when_an_earlier_ones_retry_stops() {
 
 #[tokio::test]
 async fn over_appendlimit_is_refused_locally() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -789,7 +780,7 @@ async fn over_appendlimit_is_refused_locally() {
 
 #[tokio::test]
 async fn drop_after_continuation_leaves_the_message_unknown() {
-    within_deadline(async {
+    within(async {
         // No LITERAL+: the client must wait for "+"; the server closes instead.
         let fake = Fake::start(
             "* OK [CAPABILITY IMAP4rev1] ready\r\n",
@@ -817,7 +808,7 @@ async fn drop_after_continuation_leaves_the_message_unknown() {
 
 #[tokio::test]
 async fn bye_mid_append_marks_in_flight_unknown() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -849,7 +840,7 @@ async fn bye_mid_append_marks_in_flight_unknown() {
 
 #[tokio::test]
 async fn throttling_stops_the_batch_with_the_suggested_wait() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -893,7 +884,7 @@ async fn throttling_stops_the_batch_with_the_suggested_wait() {
 
 #[tokio::test]
 async fn refused_multiappend_is_retried_one_by_one_to_find_the_culprit() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -937,7 +928,7 @@ async fn refused_multiappend_is_retried_one_by_one_to_find_the_culprit() {
 
 #[tokio::test]
 async fn multiappend_uids_come_from_the_uid_set() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,
@@ -1043,7 +1034,7 @@ fn bench_response_decode() {
 
 #[tokio::test]
 async fn utf8_accept_sends_mailbox_names_as_utf8() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             "* OK [CAPABILITY IMAP4rev1 LITERAL+ ENABLE UTF8=ACCEPT] fake ready\r\n",
             false,
@@ -1080,7 +1071,7 @@ async fn utf8_accept_sends_mailbox_names_as_utf8() {
 
 #[tokio::test]
 async fn without_utf8_accept_names_stay_modified_utf7() {
-    within_deadline(async {
+    within(async {
         let fake = Fake::start(
             GREETING,
             false,

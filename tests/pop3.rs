@@ -2,23 +2,15 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mailferry::config::{Account, AuthMechanism, PasswordSource, Security};
 use mailferry::pop3::{Pop3Error, Pop3Options, Pop3Session};
 use mailferry::retry::ErrorClass;
 use mailferry::secret::Secret;
+use support::deadline::within;
 use support::dovecot::{self, Dovecot, User};
 use support::proxy::{At, Dir, Kind, Plan, Proxy};
-
-const TEST_DEADLINE: Duration = Duration::from_secs(120);
-
-async fn within<T>(test: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_DEADLINE, test)
-        .await
-        .expect("test took too long")
-}
 
 /// An account for `user` on the shared Dovecot, over `security`.
 fn account(dovecot: &Dovecot, user: &User, security: Security) -> Account {

@@ -13,12 +13,11 @@ use mailferry::config::{Account, AuthMechanism, PasswordSource, Security};
 use mailferry::pop3::{Pop3Error, Pop3Options, Pop3Session, RespCode};
 use mailferry::retry::ErrorClass;
 use mailferry::secret::Secret;
+use support::deadline::within;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 const PASSWORD: &str = "s3cret-pw";
-/// Every test ends well within this, or fails instead of hanging.
-const TEST_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What the fake does after reading one line.
 enum Action {
@@ -124,12 +123,6 @@ impl Fake {
             .filter(|l| l.starts_with(prefix))
             .count()
     }
-}
-
-async fn within<T>(test: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_DEADLINE, test)
-        .await
-        .expect("test took too long")
 }
 
 /// A logged-in session with a fake answering `extra` first, then the basics.

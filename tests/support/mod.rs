@@ -17,6 +17,7 @@ pub mod account;
 pub mod certs;
 mod config;
 pub mod corpus;
+pub mod deadline;
 pub mod dovecot;
 pub mod e2e;
 mod maildir;
