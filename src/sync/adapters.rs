@@ -169,8 +169,7 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
         .map_err(|e| RouteError::new(e.class(), format!("target {}: {e}", account.name)))?;
     Ok(ImapTarget {
         session,
-        account: account.name.clone(),
-        login: account.clone(),
+        account: account.clone(),
         selected: None,
         exists: 0,
     })
@@ -179,9 +178,8 @@ pub async fn connect_target(account: &Account) -> Result<ImapTarget, RouteError>
 /// A logged-in IMAP session, as the engine's target.
 pub struct ImapTarget {
     session: ImapSession,
-    account: String,
-    /// The account, to log in again ([`MailTarget::reopen`]).
-    login: Account,
+    /// Names errors, and logs in again ([`MailTarget::reopen`]).
+    account: Account,
     /// The selected mailbox and its UIDVALIDITY.
     selected: Option<(String, u32)>,
     /// Messages in the selected mailbox when it was selected.
@@ -190,7 +188,7 @@ pub struct ImapTarget {
 
 impl ImapTarget {
     fn error(&self, e: &ImapError) -> RouteError {
-        RouteError::new(e.class(), format!("target {}: {e}", self.account))
+        RouteError::new(e.class(), format!("target {}: {e}", self.account.name))
     }
 
     /// The session, for commands beyond the engine's (check, verify).
@@ -231,7 +229,7 @@ impl ImapTarget {
             match self.session.uid_fetch_sized(&[message]).await {
                 Ok(got) => out.extend(got.into_iter().map(|m| (m.uid, m.body))),
                 Err(e) if unreadable(&e) => {
-                    tracing::warn!(account = %self.account, uid = message.0, error = %e, "the target cannot send this message; it is left out")
+                    tracing::warn!(account = %self.account.name, uid = message.0, error = %e, "the target cannot send this message; it is left out")
                 }
                 Err(e) => return Err(self.error(&e)),
             }
@@ -252,7 +250,7 @@ impl ImapTarget {
                 crate::retry::ErrorClass::Transient,
                 format!(
                     "target {}: mailbox {mailbox:?} was renumbered while being read",
-                    self.account
+                    self.account.name
                 ),
             ));
         }
@@ -307,12 +305,12 @@ impl MailTarget for ImapTarget {
                 imap::AppendOutcome::Appended { uid } => Appended::Stored { uid },
                 imap::AppendOutcome::Refused(refusal) if refusal.status.is_none() => {
                     Appended::Skipped {
-                        reason: format!("target {}: {}", self.account, refusal.text),
+                        reason: format!("target {}: {}", self.account.name, refusal.text),
                     }
                 }
                 imap::AppendOutcome::Refused(refusal) => Appended::Refused {
                     class: refusal.class(),
-                    reason: format!("target {}: {}", self.account, refusal.text),
+                    reason: format!("target {}: {}", self.account.name, refusal.text),
                 },
                 imap::AppendOutcome::Unknown => Appended::Unknown,
                 // Not necessarily a tail: later commands of the batch may
@@ -357,7 +355,7 @@ impl MailTarget for ImapTarget {
     }
 
     async fn reopen(&mut self, mailbox: &str) -> Result<MailboxState, RouteError> {
-        let fresh = ImapSession::connect(&self.login)
+        let fresh = ImapSession::connect(&self.account)
             .await
             .map_err(|e| self.error(&e))?;
         let old = std::mem::replace(&mut self.session, fresh);

@@ -13,14 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 
 use crate::ledger::{TargetMessage, Unconfirmed};
-use crate::message::dedup_key;
 use crate::message::Hash;
+use crate::sync::index::hash_bodies;
 use crate::sync::plan::{PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, RouteError};
 use crate::sync::SharedLedger;
-
-/// Bodies per fetch while looking for copies by content.
-const BODIES_PER_FETCH: usize = 16;
 
 /// Confirms (or finds lost) every copy of the route not yet seen again, in
 /// the target session `target` has open now, which must have been opened
@@ -112,12 +109,9 @@ fn strangers<'a>(
     found: impl Iterator<Item = &'a Hash>,
 ) -> Result<usize, RouteError> {
     let key = &plan.key;
-    let known: HashSet<Hash> = ledger
-        .call(|l| l.target_messages(&key.target, &key.mailbox))?
-        .into_iter()
-        .map(|m| m.hash)
-        .collect();
-    Ok(found.filter(|h| !known.contains(h)).count())
+    let found: Vec<Hash> = found.copied().collect();
+    let known = ledger.call(|l| l.hashes_present(&key.target, &key.mailbox, &found))?;
+    Ok(found.len() - known.len())
 }
 
 /// Messages (UID, size) to fetch bodies of when looking for records by
@@ -167,14 +161,12 @@ async fn by_content<T: MailTarget>(
         if open.iter().all(|c| found.contains_key(&c.target_hash)) {
             break;
         }
-        for chunk in batch.chunks(BODIES_PER_FETCH) {
-            let got = target.fetch(chunk).await?;
-            *complete &= got.len() == chunk.len();
-            for (uid, bytes) in got {
-                let hash = dedup_key(plan.identity, &bytes);
-                let size = sizes.get(&uid).copied().unwrap_or(bytes.len() as u64);
-                found.entry(hash).or_insert((uid, size));
-            }
+        let hashed = hash_bodies(plan.identity, target, &batch).await?;
+        *complete &= hashed.complete;
+        for m in hashed.messages {
+            let uid = m.uid.map_or(0, NonZeroU32::get);
+            let size = sizes.get(&uid).copied().or(m.size).unwrap_or(0);
+            found.entry(m.hash).or_insert((uid, size));
         }
     }
     Ok(found)

@@ -211,22 +211,14 @@ impl TargetIndex {
         uids.dedup();
         uids.retain(|uid| self.hashed.insert(*uid));
         if !uids.is_empty() {
-            let mut found = Vec::new();
             let sized: Vec<(u32, u64)> = uids
                 .iter()
                 .map(|uid| (*uid, self.size_of.get(uid).copied().unwrap_or(0)))
                 .collect();
-            for chunk in sized.chunks(64) {
-                for (uid, bytes) in target.fetch(chunk).await? {
-                    report.target_bodies_fetched += 1;
-                    report.target_bytes_fetched += bytes.len() as u64;
-                    found.push(TargetMessage {
-                        hash: dedup_key(plan.identity, &bytes),
-                        uid: NonZeroU32::new(uid),
-                        size: Some(bytes.len() as u64),
-                    });
-                }
-            }
+            let hashed = hash_bodies(plan.identity, target, &sized).await?;
+            report.target_bodies_fetched += hashed.messages.len() as u64;
+            report.target_bytes_fetched += hashed.bytes;
+            let found = hashed.messages;
             ledger.call(|l| l.record_target_messages(&key.target, &key.mailbox, &found))?;
             self.verified.extend(found.iter().map(|m| m.hash));
         }
@@ -238,4 +230,46 @@ impl TargetIndex {
     pub fn stored(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         self.verified.extend(hashes);
     }
+}
+
+/// Bodies asked for in one fetch while looking by content: bounds the
+/// bodies held at once.
+const BODIES_PER_FETCH: usize = 16;
+
+/// Target messages read back and hashed: each one's dedup key with its UID
+/// and size, the bytes read, and whether every body asked for came back.
+pub struct Hashed {
+    pub messages: Vec<TargetMessage>,
+    pub bytes: u64,
+    /// False when some body did not come back (expunged meanwhile, or one
+    /// the server cannot send): a message looked for may be that one.
+    pub complete: bool,
+}
+
+/// Fetches `messages` (UID, size) and hashes each under `rule`: the one way
+/// the engine looks at a target by content (the index, intent resolution,
+/// confirmation).
+pub async fn hash_bodies<T: MailTarget>(
+    rule: crate::config::IdentityRule,
+    target: &mut T,
+    messages: &[(u32, u64)],
+) -> Result<Hashed, RouteError> {
+    let mut out = Hashed {
+        messages: Vec::with_capacity(messages.len()),
+        bytes: 0,
+        complete: true,
+    };
+    for chunk in messages.chunks(BODIES_PER_FETCH) {
+        let got = target.fetch(chunk).await?;
+        out.complete &= got.len() == chunk.len();
+        for (uid, bytes) in got {
+            out.bytes += bytes.len() as u64;
+            out.messages.push(TargetMessage {
+                hash: dedup_key(rule, &bytes),
+                uid: NonZeroU32::new(uid),
+                size: Some(bytes.len() as u64),
+            });
+        }
+    }
+    Ok(out)
 }

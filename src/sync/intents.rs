@@ -16,14 +16,10 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use crate::ledger::Intent;
-use crate::message::dedup_key;
 use crate::message::Hash;
 use crate::sync::plan::{PassReport, RoutePlan};
 use crate::sync::ports::{MailTarget, MailboxState, RouteError};
 use crate::sync::SharedLedger;
-
-/// Bodies per fetch while looking for intents.
-const BODIES_PER_FETCH: usize = 16;
 
 /// Resolves every leftover intent of the route's mailbox.
 pub async fn resolve<T: MailTarget>(
@@ -115,9 +111,10 @@ async fn hash_bodies<T: MailTarget>(
     messages: &[(u32, u64)],
     hashes: &mut HashMap<u32, Hash>,
 ) -> Result<(), RouteError> {
-    for chunk in messages.chunks(BODIES_PER_FETCH) {
-        for (uid, bytes) in target.fetch(chunk).await? {
-            hashes.insert(uid, dedup_key(plan.identity, &bytes));
+    let hashed = crate::sync::index::hash_bodies(plan.identity, target, messages).await?;
+    for m in hashed.messages {
+        if let Some(uid) = m.uid {
+            hashes.insert(uid.get(), m.hash);
         }
     }
     Ok(())

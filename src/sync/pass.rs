@@ -179,7 +179,7 @@ async fn transfer<S: MailSource, T: MailTarget>(
         .filter(|m| repeated.contains(&m.uidl) || !settled.contains(&m.uidl))
         .cloned()
         .collect();
-    let by_content = told_apart_by_content(plan, &todo, &repeated, ledger)?;
+    let by_content = told_apart_by_content(plan, &todo, (&repeated, &settled), ledger)?;
     let mut keys = HashMap::new();
     let result = transfer_todo(
         plan,
@@ -222,7 +222,7 @@ fn repeated_uidls(listing: &[Listed]) -> HashSet<String> {
 fn told_apart_by_content(
     plan: &RoutePlan,
     todo: &[Listed],
-    repeated: &HashSet<String>,
+    (repeated, settled): (&HashSet<String>, &HashSet<String>),
     ledger: &SharedLedger,
 ) -> Result<HashSet<u32>, RouteError> {
     let uidls: Vec<&str> = todo.iter().map(|m| m.uidl.as_str()).collect();
@@ -236,9 +236,13 @@ fn told_apart_by_content(
         .filter(|m| repeated.contains(&m.uidl) || deleted.contains(&m.uidl))
         .map(|m| m.msgno)
         .collect();
-    // What the ledger recorded under a repeated UIDL stands for none of the
-    // messages now listed under it.
-    let plain: Vec<&str> = repeated.iter().map(String::as_str).collect();
+    // What the ledger settled under a repeated UIDL stands for none of the
+    // messages now listed under it (retired once: then it settles nothing).
+    let plain: Vec<&str> = repeated
+        .iter()
+        .filter(|u| settled.contains(*u))
+        .map(String::as_str)
+        .collect();
     ledger.call(|l| l.retire(&plan.key.source, &plain))?;
     if !by_content.is_empty() {
         tracing::warn!(route = %plan.name, messages = by_content.len(), repeated = repeated.len(), "the source gives one UIDL to several messages (or reuses a deleted message's): they are told apart by content and downloaded at every pass");

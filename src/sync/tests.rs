@@ -131,6 +131,9 @@ struct Mailbox {
     /// At the next session's start, keeps only this many messages: GNU
     /// Mailutils' imap4d acknowledges APPENDs and loses them at LOGOUT.
     lose_on_reopen: Option<usize>,
+    /// Messages containing this text cannot be fetched (a server that
+    /// cannot send one message's body).
+    unreadable: Option<&'static str>,
     /// Sessions ended and opened again.
     reopened: usize,
 }
@@ -255,10 +258,14 @@ impl MailTarget for FakeImap {
     async fn fetch(&mut self, messages: &[(u32, u64)]) -> Result<Vec<(u32, Vec<u8>)>, RouteError> {
         let uids: Vec<u32> = messages.iter().map(|(uid, _)| *uid).collect();
         let mb = self.0.lock().unwrap();
+        let readable = |b: &[u8]| {
+            mb.unreadable
+                .is_none_or(|t| !b.windows(t.len()).any(|w| w == t.as_bytes()))
+        };
         Ok(mb
             .messages
             .iter()
-            .filter(|(u, _)| uids.contains(u))
+            .filter(|(u, b)| uids.contains(u) && readable(b))
             .cloned()
             .collect())
     }
@@ -601,6 +608,73 @@ async fn a_duplicate_waits_for_the_copy_it_duplicates() {
     let (r, report) = pass(&rig, &p, &pop, &imap).await;
     r.unwrap();
     assert_eq!(report.counts.deleted, 2, "{report:?}");
+    assert_eq!(imap.bodies(), [m]);
+}
+
+/// A copy not found while some message of the mailbox could not be read
+/// may be that one: it stays unconfirmed (not deleted, not made again),
+/// neither "lost" nor "altered", until a look that reads everything.
+#[tokio::test]
+async fn a_copy_not_found_beside_an_unreadable_message_is_not_declared_lost() {
+    let rig = rig();
+    let mail = corpus(3);
+    let (pop, imap) = (pop_of(&mail), FakeImap::new());
+    {
+        let mut mb = imap.0.lock().unwrap();
+        // Stored under another size (LF), so copies are looked for by
+        // content, and one of them cannot be read back.
+        mb.store_lf = true;
+        mb.unreadable = Some("message 1\n");
+    }
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.copied, 3, "{report:?}");
+    assert_eq!(
+        (report.copies_lost, report.copies_altered),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.counts.deleted, 2, "{report:?}");
+    assert_eq!(pop.uidls().len(), 1, "the unconfirmed one stays");
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(
+        (report.counts.copied, report.counts.deleted),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(pop.uidls().len(), 1, "still unconfirmed, still kept");
+}
+
+/// Review of #20: a message told apart by content, deleted, then listed
+/// again with the same bytes (an MTA's duplicate under a header-derived
+/// UIDL) was downloaded and counted at every pass and never deleted.
+#[tokio::test]
+async fn a_content_keyed_message_back_after_its_deletion_is_the_same_message() {
+    use crate::sync::ports::NO_UIDL;
+    let rig = rig();
+    let m = msg(1);
+    let pop = FakePop::with(&[(NO_UIDL, &m)]);
+    let imap = FakeImap::new();
+    let p = plan("src", "INBOX", DeletePolicy::AfterCopy);
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!((report.counts.copied, report.counts.deleted), (1, 1));
+    pop.0
+        .lock()
+        .unwrap()
+        .messages
+        .push((NO_UIDL.into(), m.clone()));
+    let (r, report) = pass(&rig, &p, &pop, &imap).await;
+    r.unwrap();
+    assert_eq!(report.counts.deleted, 1, "deleted again: {report:?}");
+    assert_eq!(
+        (report.counts.copied, report.counts.duplicates),
+        (0, 0),
+        "not counted as new: {report:?}"
+    );
+    assert!(pop.uidls().is_empty());
     assert_eq!(imap.bodies(), [m]);
 }
 
